@@ -1,0 +1,1 @@
+// elementwise.wgsl: (to be written)

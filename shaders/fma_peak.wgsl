@@ -1,0 +1,1 @@
+// fma_peak.wgsl: (to be written)

@@ -1,0 +1,1 @@
+// linear.wgsl: (to be written)

@@ -1,0 +1,1 @@
+// pool.wgsl: (to be written)

@@ -1,0 +1,1 @@
+// random.wgsl: (to be written)

@@ -1,0 +1,1 @@
+// softmax.wgsl: (to be written)

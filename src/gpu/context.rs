@@ -1,0 +1,318 @@
+//! The GPU context: adapter choice, device, queue, error capture, submission and readback.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GpuError, Result};
+use crate::gpu::dispatch::Dispatch;
+use crate::gpu::kernels::KernelRegistry;
+use crate::gpu::tensor::BufferPool;
+
+/// Facts about the adapter a context runs on.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// Backend: Vulkan, Metal, Dx12, Gl.
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, CPU...
+    pub device_type: wgpu::DeviceType,
+    /// Driver name and version, as the backend reports them.
+    pub driver: String,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({:?}, {:?}, {})",
+            self.name, self.backend, self.device_type, self.driver
+        )
+    }
+}
+
+impl From<wgpu::AdapterInfo> for AdapterSummary {
+    fn from(info: wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name,
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+/// Owns (or borrows a host app's) wgpu device and queue, the kernel registry, the buffer pool
+/// and the readback staging buffer.
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    limits: wgpu::Limits,
+    pub(crate) kernels: KernelRegistry,
+    pub(crate) pool: Arc<BufferPool>,
+    staging: Mutex<Option<wgpu::Buffer>>,
+    /// Errors that escaped every error scope (only for devices we created).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    /// Opens the best adapter: `WGPU_BACKEND` picks backends, `WGPU_ADAPTER_NAME` picks by name
+    /// (substring, case-insensitive), otherwise high performance is preferred.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Async form of [`GpuContext::new`].
+    pub async fn new_async() -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = select_adapter(&instance).await?;
+        let info: AdapterSummary = adapter.get_info().into();
+        // The adapter's own limits, not WebGPU's defaults: large tensors need the real
+        // max_storage_buffer_binding_size and max_buffer_size.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("cnnvis"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                detail: e.to_string(),
+            })?;
+        let ctx = Self::build(device, queue, info);
+        // Our own device: never let wgpu's default handler panic on an error that escaped a
+        // scope; remember it and report it from the next checked call instead.
+        let sink = ctx.uncaptured.clone();
+        ctx.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut v) = sink.lock() {
+                    v.push(e.to_string());
+                }
+            }));
+        Ok(ctx)
+    }
+
+    /// Wraps a device and queue that a host application already owns. cnnvis captures its own
+    /// errors with error scopes and leaves the host's uncaptured-error handler alone.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info().into();
+        Self::build(device, queue, info)
+    }
+
+    fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Self {
+        let limits = device.limits();
+        GpuContext {
+            device,
+            queue,
+            adapter,
+            limits,
+            kernels: KernelRegistry::default(),
+            pool: Arc::new(BufferPool::default()),
+            staging: Mutex::new(None),
+            uncaptured: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Adapter name, backend and type.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// The device limits in force.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes and turns whatever
+    /// they caught into a [`GpuError`] naming `context`.
+    pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        let i = pollster::block_on(internal.pop());
+        if let Some(e) = v.or(o).or(i) {
+            return Err(convert_error(context, e).into());
+        }
+        self.check_uncaptured(context)?;
+        Ok(value)
+    }
+
+    fn check_uncaptured(&self, context: &str) -> Result<()> {
+        let mut errors = match self.uncaptured.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(GpuError::Validation {
+            context: context.to_string(),
+            message,
+        }
+        .into())
+    }
+
+    /// Records `dispatches` into `encoder` as one compute pass, for hosts that build their own
+    /// command buffers.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("cnnvis"),
+            timestamp_writes: None,
+        });
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+
+    /// Records `dispatches` into one compute pass and submits them in one submission. Does not
+    /// wait: a later download or [`GpuContext::wait`] synchronizes.
+    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        self.scoped("submitting compute work", || {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            self.encode(&mut encoder, dispatches);
+            self.queue.submit(Some(encoder.finish()));
+        })
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Poll(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Copies `bytes` bytes of `buffer` (from offset 0) to the CPU through the persistent
+    /// staging buffer, which grows to the largest readback seen.
+    pub(crate) fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let mut staging_slot = match self.staging.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let size = bytes.max(4).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        if staging_slot.as_ref().is_none_or(|s| s.size() < size) {
+            *staging_slot = Some(self.scoped("allocating the readback buffer", || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("cnnvis staging"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })?);
+        }
+        let Some(staging) = staging_slot.as_ref() else {
+            unreachable!("staging buffer was just created")
+        };
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        self.scoped("copying a buffer for readback", || {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            encoder.copy_buffer_to_buffer(buffer, 0, staging, 0, size);
+            self.queue.submit(Some(encoder.finish()));
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let slice = staging.slice(..size);
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Map(e.to_string()).into()),
+            Err(e) => return Err(GpuError::Map(e.to_string()).into()),
+        }
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| GpuError::Map(e.to_string()))?;
+            view[..bytes as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted_lc = wanted.to_lowercase();
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        let mut names = Vec::new();
+        for adapter in adapters {
+            let name = adapter.get_info().name;
+            if name.to_lowercase().contains(&wanted_lc) {
+                return Ok(adapter);
+            }
+            names.push(name);
+        }
+        if names.is_empty() {
+            return Err(GpuError::NoAdapter {
+                detail: format!("none at all, while WGPU_ADAPTER_NAME={wanted:?} was set"),
+            }
+            .into());
+        }
+        return Err(GpuError::AdapterNotFound {
+            wanted,
+            available: names.join(", "),
+        }
+        .into());
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env()
+                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| {
+            GpuError::NoAdapter {
+                detail: e.to_string(),
+            }
+            .into()
+        })
+}
+
+fn convert_error(context: &str, e: wgpu::Error) -> GpuError {
+    let context = context.to_string();
+    match e {
+        wgpu::Error::OutOfMemory { source } => GpuError::OutOfMemory {
+            context,
+            message: source.to_string(),
+        },
+        wgpu::Error::Validation { description, .. } => GpuError::Validation {
+            context,
+            message: description,
+        },
+        wgpu::Error::Internal { description, .. } => GpuError::Internal {
+            context,
+            message: description,
+        },
+    }
+}

@@ -1,0 +1,177 @@
+//! A recorded kernel launch: pipeline, bind group (built once for its tensors), uniform
+//! parameters and grid. Ops build these once; every later pass just records them.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, GpuError, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::tensor::Tensor;
+
+/// Threads per workgroup for the 1-D elementwise-style kernels (matches `WG` in the prelude).
+pub const WG: u32 = 256;
+
+/// One ready-to-record kernel launch.
+pub struct Dispatch {
+    kernel: Kernel,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    // Held so that the pool cannot hand these buffers to another tensor while this launch
+    // may still be recorded.
+    _tensors: Vec<Tensor>,
+    _params: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Dispatch({}::{}, {:?})",
+            self.kernel.shader.file(),
+            self.kernel.entry,
+            self.workgroups
+        )
+    }
+}
+
+impl Dispatch {
+    /// The kernel this launches.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Workgroup counts.
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+
+    /// Records the launch into an open compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+impl GpuContext {
+    /// Builds a launch of `kernel` with `params` at binding 0 (a uniform) and each tensor at its
+    /// binding number. Checks binding sizes and grid against the device limits.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        params: &P,
+        bindings: &[(u32, &Tensor)],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let limits = self.limits();
+        let max_wg = limits.max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&w| w > max_wg) {
+            return Err(GpuError::TooLarge {
+                what: format!("grid {workgroups:?} of {}", kernel.entry),
+                bytes: workgroups.iter().copied().max().unwrap_or(0) as u64,
+                limit: max_wg as u64,
+                limit_name: "max_compute_workgroups_per_dimension",
+            }
+            .into());
+        }
+        let max_bind = limits.max_storage_buffer_binding_size as u64;
+        for (_, t) in bindings {
+            if t.byte_size() > max_bind {
+                return Err(GpuError::TooLarge {
+                    what: format!("a {:?} tensor bound to {}", t.shape(), kernel.entry),
+                    bytes: t.byte_size(),
+                    limit: max_bind,
+                    limit_name: "max_storage_buffer_binding_size",
+                }
+                .into());
+            }
+            if t.numel() == 0 {
+                return Err(Error::shape(
+                    "dispatch",
+                    format!("empty tensor {:?} bound to {}", t.shape(), kernel.entry),
+                ));
+            }
+        }
+        let pipeline = self.kernels.pipeline(self, kernel)?;
+        let context = format!("binding {}::{}", kernel.shader.file(), kernel.entry);
+        let (params_buffer, bind_group) = self.scoped(&context, || {
+            let params_buffer =
+                self.device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("cnnvis params"),
+                        contents: bytemuck::bytes_of(params),
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    });
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: params_buffer.as_entire_binding(),
+            }];
+            for (binding, t) in bindings {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: t.buffer(),
+                        offset: 0,
+                        size: NonZeroU64::new(t.byte_size()),
+                    }),
+                });
+            }
+            let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel.entry),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            (params_buffer, bind_group)
+        })?;
+        Ok(Dispatch {
+            kernel,
+            pipeline,
+            bind_group,
+            workgroups,
+            _tensors: bindings.iter().map(|(_, t)| (*t).clone()).collect(),
+            _params: params_buffer,
+        })
+    }
+
+    /// A grid of `WG`-thread workgroups covering `threads` threads, folded into two dimensions
+    /// when one would exceed the per-dimension limit. Kernels recover the flat index with
+    /// `flat_index` from the prelude.
+    pub fn grid_1d(&self, threads: usize) -> Result<[u32; 3]> {
+        grid_for(
+            threads,
+            WG,
+            self.limits().max_compute_workgroups_per_dimension,
+        )
+    }
+
+    /// A small zero-filled tensor to bind where a kernel's optional input is absent.
+    pub fn placeholder(&self) -> Result<Tensor> {
+        Tensor::zeros(self, &[4])
+    }
+}
+
+/// Splits `threads` into a 2-D grid of `wg`-thread workgroups with at most `max` per dimension.
+pub fn grid_for(threads: usize, wg: u32, max: u32) -> Result<[u32; 3]> {
+    let groups = threads.div_ceil(wg as usize).max(1);
+    let max = max as usize;
+    if groups <= max {
+        return Ok([groups as u32, 1, 1]);
+    }
+    let y = groups.div_ceil(max);
+    if y > max {
+        return Err(GpuError::TooLarge {
+            what: format!("a grid of {threads} threads"),
+            bytes: groups as u64,
+            limit: (max * max) as u64,
+            limit_name: "max_compute_workgroups_per_dimension squared",
+        }
+        .into());
+    }
+    let x = groups.div_ceil(y);
+    Ok([x as u32, y as u32, 1])
+}

@@ -1,0 +1,236 @@
+//! The kernel registry: WGSL sources embedded at build time, shader modules and compute
+//! pipelines created once and cached by key, and a naga validation pass that needs no adapter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GpuError, Result};
+use crate::gpu::context::GpuContext;
+
+/// Structs and helpers shared by every kernel file; prepended to each source.
+const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// One WGSL file under `shaders/`: a kernel family, forward entry points beside backward ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shader {
+    /// `conv2d.wgsl`: convolution forward, backward to input, weight and bias.
+    Conv2d,
+    /// `relu.wgsl`: ReLU forward and its standard, guided and deconvnet backward rules.
+    Relu,
+    /// `pool.wgsl`: max, average, adaptive average and global average pooling.
+    Pool,
+    /// `linear.wgsl`: dense layers.
+    Linear,
+    /// `elementwise.wgsl`: residual add, scale/add/clamp, batch-norm affine.
+    Elementwise,
+    /// `softmax.wgsl`: softmax and log-softmax over the last axis.
+    Softmax,
+    /// `reduce.wgsl`: per-channel spatial sum, mean and max.
+    Reduce,
+    /// `random.wgsl`: counter-based uniform and Gaussian noise.
+    Random,
+    /// `fma_peak.wgsl`: a throughput probe used by benchmarks.
+    FmaPeak,
+}
+
+impl Shader {
+    /// Every shader file.
+    pub const ALL: [Shader; 9] = [
+        Shader::Conv2d,
+        Shader::Relu,
+        Shader::Pool,
+        Shader::Linear,
+        Shader::Elementwise,
+        Shader::Softmax,
+        Shader::Reduce,
+        Shader::Random,
+        Shader::FmaPeak,
+    ];
+
+    /// File name under `shaders/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Shader::Conv2d => "conv2d.wgsl",
+            Shader::Relu => "relu.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::Linear => "linear.wgsl",
+            Shader::Elementwise => "elementwise.wgsl",
+            Shader::Softmax => "softmax.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+            Shader::Random => "random.wgsl",
+            Shader::FmaPeak => "fma_peak.wgsl",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
+            Shader::Relu => include_str!("../../shaders/relu.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::Linear => include_str!("../../shaders/linear.wgsl"),
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Random => include_str!("../../shaders/random.wgsl"),
+            Shader::FmaPeak => include_str!("../../shaders/fma_peak.wgsl"),
+        }
+    }
+
+    /// The full source handed to the compiler: prelude, then the file.
+    pub fn source(self) -> String {
+        format!("{PRELUDE}\n{}", self.body())
+    }
+}
+
+/// A compute entry point in a shader file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// The file.
+    pub shader: Shader,
+    /// The `@compute` function's name.
+    pub entry: &'static str,
+}
+
+impl Kernel {
+    /// Names an entry point of a shader file.
+    pub const fn new(shader: Shader, entry: &'static str) -> Self {
+        Kernel { shader, entry }
+    }
+}
+
+/// Every kernel the Rust side dispatches; the validation test checks that each exists and
+/// that no file holds an entry point missing from this list.
+pub fn all_kernels() -> Vec<Kernel> {
+    crate::ops::KERNEL_LISTS
+        .iter()
+        .flat_map(|list| list.iter().copied())
+        .collect()
+}
+
+/// Shader modules and pipelines, each created once per context.
+#[derive(Default)]
+pub(crate) struct KernelRegistry {
+    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl KernelRegistry {
+    /// The cached pipeline for `kernel`, compiling it on first use.
+    pub(crate) fn pipeline(
+        &self,
+        ctx: &GpuContext,
+        kernel: Kernel,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&kernel)
+        {
+            return Ok(p.clone());
+        }
+        let module = self.module(ctx, kernel.shader)?;
+        let pipeline = ctx.scoped(
+            &format!(
+                "building pipeline {}::{}",
+                kernel.shader.file(),
+                kernel.entry
+            ),
+            || {
+                ctx.device()
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(kernel.entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(kernel.entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            },
+        )?;
+        let pipeline = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kernel, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn module(&self, ctx: &GpuContext, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&shader)
+        {
+            return Ok(m.clone());
+        }
+        let source = shader.source();
+        let module = ctx.scoped(&format!("compiling {}", shader.file()), || {
+            ctx.device()
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.file()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+        })?;
+        let module = Arc::new(module);
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(shader, module.clone());
+        Ok(module)
+    }
+}
+
+/// Parses and validates one shader file with naga, with no adapter, and checks that its
+/// compute entry points are exactly the kernels the Rust side registers for it.
+pub fn validate_shader(shader: Shader) -> Result<()> {
+    let file = shader.file();
+    let source = shader.source();
+    let path = format!("shaders/prelude.wgsl + shaders/{file}");
+    let module = naga::front::wgsl::parse_str(&source).map_err(|e| GpuError::Shader {
+        file,
+        message: e.emit_to_string_with_path(&source, &path),
+    })?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .map_err(|e| GpuError::Shader {
+        file,
+        message: e.emit_to_string_with_path(&source, &path),
+    })?;
+    let registered: Vec<&str> = all_kernels()
+        .into_iter()
+        .filter(|k| k.shader == shader)
+        .map(|k| k.entry)
+        .collect();
+    let found: Vec<&str> = module
+        .entry_points
+        .iter()
+        .filter(|ep| ep.stage == naga::ShaderStage::Compute)
+        .map(|ep| ep.name.as_str())
+        .collect();
+    for entry in &registered {
+        if !found.contains(entry) {
+            return Err(GpuError::Shader {
+                file,
+                message: format!(
+                    "registered kernel `{entry}` has no @compute entry point; found {found:?}"
+                ),
+            }
+            .into());
+        }
+    }
+    for entry in &found {
+        if !registered.contains(entry) {
+            return Err(GpuError::Shader {
+                file,
+                message: format!("entry point `{entry}` is not registered in any ops KERNELS list"),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! GPU runtime: context, tensors and their pool, the kernel registry, dispatches.
+
+pub mod context;
+pub mod dispatch;
+pub mod kernels;
+pub mod tensor;
+
+pub use context::{AdapterSummary, GpuContext};
+pub use dispatch::{grid_for, Dispatch, WG};
+pub use kernels::{all_kernels, validate_shader, Kernel, Shader};
+pub use tensor::{BufferPool, DType, Tensor};

@@ -1,0 +1,6 @@
+//! (to be written)
+
+use crate::gpu::Kernel;
+
+/// Kernels of this family.
+pub const KERNELS: &[Kernel] = &[];

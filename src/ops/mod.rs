@@ -1,0 +1,76 @@
+//! Layer operations: each validates shapes and builds the [`Dispatch`](crate::gpu::Dispatch)es
+//! of its forward pass and its backward passes `(dinp, dweight, dbias, dout, saved...)`.
+
+pub mod conv2d;
+pub mod elementwise;
+pub mod fma_peak;
+pub mod linear;
+pub mod pool;
+pub mod random;
+pub mod reduce;
+pub mod relu;
+pub mod softmax;
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Kernel, Tensor};
+
+/// The kernel list of every ops module, for the registry's validation.
+pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[
+    conv2d::KERNELS,
+    elementwise::KERNELS,
+    fma_peak::KERNELS,
+    linear::KERNELS,
+    pool::KERNELS,
+    random::KERNELS,
+    reduce::KERNELS,
+    relu::KERNELS,
+    softmax::KERNELS,
+];
+
+/// Checks that `t` has exactly `shape`.
+pub(crate) fn expect_shape(
+    op: &'static str,
+    name: &str,
+    t: &Tensor,
+    shape: &[usize],
+) -> Result<()> {
+    if t.shape() != shape {
+        return Err(Error::shape(
+            op,
+            format!("{name} has shape {:?}, expected {shape:?}", t.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `t` has rank `rank` and returns its shape.
+pub(crate) fn expect_rank<'a>(
+    op: &'static str,
+    name: &str,
+    t: &'a Tensor,
+    rank: usize,
+) -> Result<&'a [usize]> {
+    if t.shape().len() != rank {
+        return Err(Error::shape(
+            op,
+            format!("{name} has shape {:?}, expected rank {rank}", t.shape()),
+        ));
+    }
+    Ok(t.shape())
+}
+
+/// Checks the element type of `t`.
+pub(crate) fn expect_dtype(op: &'static str, name: &str, t: &Tensor, dtype: DType) -> Result<()> {
+    if t.dtype() != dtype {
+        return Err(Error::shape(
+            op,
+            format!("{name} is {:?}, expected {dtype:?}", t.dtype()),
+        ));
+    }
+    Ok(())
+}
+
+/// Converts a size to the u32 a kernel's uniform holds, refusing what does not fit.
+pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} exceeds u32")))
+}

@@ -1,0 +1,168 @@
+//! ReLU forward and its three backward rules: CPU reference and finite differences.
+
+mod common;
+use common::*;
+
+use cnnvis::ops::relu::{relu_backward, relu_forward, ReluRule};
+
+fn relu_ref(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| (v as f64).max(0.0)).collect()
+}
+
+fn backward_ref(x: &[f32], dy: &[f32], rule: ReluRule) -> Vec<f64> {
+    x.iter()
+        .zip(dy)
+        .map(|(&x, &g)| {
+            let (x, g) = (x as f64, g as f64);
+            match rule {
+                ReluRule::Standard => {
+                    if x > 0.0 {
+                        g
+                    } else {
+                        0.0
+                    }
+                }
+                ReluRule::Guided => {
+                    if x > 0.0 && g > 0.0 {
+                        g
+                    } else {
+                        0.0
+                    }
+                }
+                ReluRule::Deconvnet => g.max(0.0),
+            }
+        })
+        .collect()
+}
+
+const SHAPES: &[&[usize]] = &[
+    &[1, 1, 1, 1],
+    &[2, 3, 5, 7],
+    &[3, 17, 13, 11],
+    &[1, 1, 1, 70_001],
+];
+
+#[test]
+fn relu_forward_matches_cpu_reference() {
+    let c = ctx();
+    let mut rng = Rng::new(1);
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let mut xs = rng.vec(n, -1.0, 1.0);
+        xs[0] = 0.0;
+        let x = upload(shape, &xs);
+        let y = poisoned(shape);
+        run(&[&relu_forward(c, &y, &x).unwrap()]);
+        assert_close(
+            &format!("relu_forward {shape:?}"),
+            &download(&y),
+            &relu_ref(&xs),
+            0.0,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn relu_backward_rules_match_cpu_reference() {
+    let c = ctx();
+    let mut rng = Rng::new(2);
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let mut xs = rng.vec(n, -1.0, 1.0);
+        xs[0] = 0.0; // PyTorch: no gradient at exactly 0
+        let dys = rng.vec(n, -1.0, 1.0);
+        let (x, dy) = (upload(shape, &xs), upload(shape, &dys));
+        for rule in [ReluRule::Standard, ReluRule::Guided, ReluRule::Deconvnet] {
+            let dx = poisoned(shape);
+            run(&[&relu_backward(c, &dx, &dy, &x, rule, false).unwrap()]);
+            let want = backward_ref(&xs, &dys, rule);
+            assert_close(
+                &format!("relu_backward {rule:?} {shape:?}"),
+                &download(&dx),
+                &want,
+                0.0,
+                0.0,
+            );
+            // accumulate adds to what is there
+            run(&[&relu_backward(c, &dx, &dy, &x, rule, true).unwrap()]);
+            let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+            assert_close(
+                &format!("relu_backward accumulate {rule:?}"),
+                &download(&dx),
+                &twice,
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+
+/// Forward on the GPU, loss = sum(w * relu(x)) on the CPU in f64.
+fn gpu_loss(shape: &[usize], w: &[f32], xs: &[f32]) -> f64 {
+    let c = ctx();
+    let x = upload(shape, xs);
+    let y = zeros(shape);
+    run(&[&relu_forward(c, &y, &x).unwrap()]);
+    weighted_sum(w, &download(&y))
+}
+
+#[test]
+fn relu_standard_backward_matches_finite_differences() {
+    let c = ctx();
+    let mut rng = Rng::new(3);
+    let shape = [2, 3, 4, 5];
+    let n = 120;
+    let xs = rng.vec_away_from_zero(n, 0.05);
+    let w = rng.vec(n, -1.0, 1.0);
+    let (x, dy, dx) = (upload(&shape, &xs), upload(&shape, &w), zeros(&shape));
+    run(&[&relu_backward(c, &dx, &dy, &x, ReluRule::Standard, false).unwrap()]);
+    let g = download(&dx);
+    fd_check("relu standard", &xs, &g, 1e-2, 1e-3, 200, &mut rng, |v| {
+        gpu_loss(&shape, &w, v)
+    });
+}
+
+/// Guided backprop is the true gradient taken with a rectified upstream gradient:
+/// guided(x, w) = d/dx sum(max(w, 0) * relu(x)).
+#[test]
+fn relu_guided_backward_matches_finite_differences_of_rectified_loss() {
+    let c = ctx();
+    let mut rng = Rng::new(4);
+    let shape = [1, 5, 3, 7];
+    let n = 105;
+    let xs = rng.vec_away_from_zero(n, 0.05);
+    let w = rng.vec(n, -1.0, 1.0);
+    let w_pos: Vec<f32> = w.iter().map(|v| v.max(0.0)).collect();
+    let (x, dy, dx) = (upload(&shape, &xs), upload(&shape, &w), zeros(&shape));
+    run(&[&relu_backward(c, &dx, &dy, &x, ReluRule::Guided, false).unwrap()]);
+    let g = download(&dx);
+    fd_check("relu guided", &xs, &g, 1e-2, 1e-3, 200, &mut rng, |v| {
+        gpu_loss(&shape, &w_pos, v)
+    });
+}
+
+/// Deconvnet passes max(w, 0) whatever the input: the gradient of sum(max(w, 0) * x), i.e. the
+/// ReLU treated as identity on the way back. Checked against finite differences of that loss.
+#[test]
+fn relu_deconvnet_backward_matches_finite_differences_of_rectified_identity() {
+    let c = ctx();
+    let mut rng = Rng::new(5);
+    let shape = [2, 2, 3, 3];
+    let n = 36;
+    let xs = rng.vec_away_from_zero(n, 0.05);
+    let w = rng.vec(n, -1.0, 1.0);
+    let w_pos: Vec<f32> = w.iter().map(|v| v.max(0.0)).collect();
+    let (x, dy, dx) = (upload(&shape, &xs), upload(&shape, &w), zeros(&shape));
+    run(&[&relu_backward(c, &dx, &dy, &x, ReluRule::Deconvnet, false).unwrap()]);
+    let g = download(&dx);
+    fd_check("relu deconvnet", &xs, &g, 1e-2, 1e-3, 200, &mut rng, |v| {
+        weighted_sum(&w_pos, v)
+    });
+    // and it differs from the standard rule wherever x < 0 and w > 0
+    assert!(xs
+        .iter()
+        .zip(&w)
+        .zip(&g)
+        .any(|((&x, &w), &g)| x < 0.0 && w > 0.0 && g > 0.0));
+}
