@@ -23,3 +23,5 @@ pub mod ops;
 
 pub use error::{Error, GpuError, Result};
 pub use gpu::{GpuContext, Tensor};
+/// The wgpu this crate is built against, for hosts that share a device with cnnvis.
+pub use wgpu;

@@ -136,6 +136,11 @@ impl GpuContext {
         &self.adapter
     }
 
+    /// The pool that dropped tensors return their buffers to.
+    pub fn pool(&self) -> &BufferPool {
+        &self.pool
+    }
+
     /// The device limits in force.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
