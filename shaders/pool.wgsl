@@ -1,1 +1,353 @@
-// pool.wgsl: (to be written)
+// pool.wgsl: max, average, adaptive average and global average pooling, each forward beside
+// its backward. Semantics follow PyTorch's CPU kernels (aten/src/ATen/native/cpu/
+// MaxPoolKernel.cpp, AvgPoolKernel.cpp, AdaptiveAvgPoolKernel.cpp) exactly, including window
+// clipping, divisors and tie-breaking.
+// Layout: NCHW f32, flat; `planes` = N*C planes of in_h x in_w (input) or out_h x out_w (output).
+// Bindings: 0 params, 1 x (forward input), 2 y (forward output), 3 argmax written by the max
+// forward (u32, flat h*in_w+w within the input plane, as PyTorch's indices), 4 dy (upstream
+// gradient), 5 dx (gradient to the input), 6 argmax read by the max backward.
+// Every backward is a gather: one thread per input element sums the output windows that
+// contain it, so no atomics are needed and `accumulate` is a plain read-modify-write.
+
+struct PoolParams {
+    n: u32,           // threads of this launch (elements, or planes for the serial global pool)
+    planes: u32,      // N*C
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    k_h: u32,
+    k_w: u32,
+    s_h: u32,
+    s_w: u32,
+    p_h: u32,
+    p_w: u32,
+    d_h: u32,
+    d_w: u32,
+    count_include_pad: u32,
+    accumulate: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> argmax_out: array<u32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read> argmax_in: array<u32>;
+
+var<workgroup> partial: array<f32, WG>;
+
+fn store_dx(i: u32, g: f32) {
+    if (p.accumulate != 0u) {
+        dx[i] = dx[i] + g;
+    } else {
+        dx[i] = g;
+    }
+}
+
+// NaN test on the bits: a float comparison `v != v` may be folded away by a driver compiling
+// with no-NaN assumptions.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Smallest k >= 0 with k * d >= -a (a <= 0): how many dilation steps move a window start that
+// lies in the padding onto the input, as PyTorch's `while (ih0 < 0) ih0 += dilation`.
+fn steps_to_nonneg(a: i32, d: i32) -> i32 {
+    if (a >= 0) {
+        return 0;
+    }
+    return (-a + d - 1) / d;
+}
+
+// Ceiling of a / b for b > 0, clamped below at 0: the first output whose window can reach an
+// input row.
+fn first_window(a: i32, b: i32) -> i32 {
+    if (a <= 0) {
+        return 0;
+    }
+    return (a + b - 1) / b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Max pooling (torch.nn.MaxPool2d). One thread per output element. The window is visited in
+// row-major order and updated only on `v > best || isnan(v)`: the FIRST maximum wins ties and
+// NaN propagates (the last NaN's index is kept), as PyTorch's CPU kernel. Padded cells are
+// never visited; an all -inf window keeps the index of its first in-bounds cell.
+@compute @workgroup_size(WG)
+fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let ow = i32(i % p.out_w);
+    let t = i / p.out_w;
+    let oh = i32(t % p.out_h);
+    let plane = t / p.out_h;
+    let in_h = i32(p.in_h);
+    let in_w = i32(p.in_w);
+    let dh = i32(p.d_h);
+    let dw = i32(p.d_w);
+    var h0 = oh * i32(p.s_h) - i32(p.p_h);
+    var w0 = ow * i32(p.s_w) - i32(p.p_w);
+    let h1 = min(h0 + (i32(p.k_h) - 1) * dh + 1, in_h);
+    let w1 = min(w0 + (i32(p.k_w) - 1) * dw + 1, in_w);
+    h0 = h0 + steps_to_nonneg(h0, dh) * dh;
+    w0 = w0 + steps_to_nonneg(w0, dw) * dw;
+    let base = plane * p.in_h * p.in_w;
+    // -inf from bits held in a var, so no constant expression evaluates to an infinity.
+    var neg_inf_bits = 0xff800000u;
+    var best = bitcast<f32>(neg_inf_bits);
+    var best_i = h0 * in_w + w0;
+    for (var h = h0; h < h1; h = h + dh) {
+        let row = h * in_w;
+        for (var w = w0; w < w1; w = w + dw) {
+            let v = x[base + u32(row + w)];
+            if (v > best || is_nan(v)) {
+                best = v;
+                best_i = row + w;
+            }
+        }
+    }
+    y[i] = best;
+    argmax_out[i] = u32(best_i);
+}
+
+// One thread per input element: sums dy over the output windows whose argmax is this element.
+// Candidates are the outputs oh with oh*s_h in [ih + p_h - (k_h-1)*d_h, ih + p_h]; the argmax
+// test alone decides membership, so dilation needs no extra check.
+@compute @workgroup_size(WG)
+fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let iw = i32(i % p.in_w);
+    let t = i / p.in_w;
+    let ih = i32(t % p.in_h);
+    let plane = t / p.in_h;
+    let me = u32(ih * i32(p.in_w) + iw);
+    let sh = i32(p.s_h);
+    let sw = i32(p.s_w);
+    let oh0 = first_window(ih + i32(p.p_h) - (i32(p.k_h) - 1) * i32(p.d_h), sh);
+    let ow0 = first_window(iw + i32(p.p_w) - (i32(p.k_w) - 1) * i32(p.d_w), sw);
+    let oh1 = min((ih + i32(p.p_h)) / sh, i32(p.out_h) - 1);
+    let ow1 = min((iw + i32(p.p_w)) / sw, i32(p.out_w) - 1);
+    let obase = plane * p.out_h * p.out_w;
+    var g = 0.0;
+    for (var oh = oh0; oh <= oh1; oh = oh + 1) {
+        let orow = obase + u32(oh) * p.out_w;
+        for (var ow = ow0; ow <= ow1; ow = ow + 1) {
+            let o = orow + u32(ow);
+            if (argmax_in[o] == me) {
+                g = g + dy[o];
+            }
+        }
+    }
+    store_dx(i, g);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Average pooling (torch.nn.AvgPool2d). PyTorch clips the window end to in + pad BEFORE taking
+// the count_include_pad divisor, then clips to the input for the sum: with ceil_mode the last
+// window's divisor excludes the part beyond the right padding.
+fn avg_divisor(oh: i32, ow: i32) -> f32 {
+    let in_h = i32(p.in_h);
+    let in_w = i32(p.in_w);
+    var h0 = oh * i32(p.s_h) - i32(p.p_h);
+    var w0 = ow * i32(p.s_w) - i32(p.p_w);
+    var h1 = min(h0 + i32(p.k_h), in_h + i32(p.p_h));
+    var w1 = min(w0 + i32(p.k_w), in_w + i32(p.p_w));
+    if (p.count_include_pad != 0u) {
+        return f32((h1 - h0) * (w1 - w0));
+    }
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    h1 = min(h1, in_h);
+    w1 = min(w1, in_w);
+    return f32((h1 - h0) * (w1 - w0));
+}
+
+// One thread per output element. An empty clipped window (impossible under the pad <= k/2 and
+// ceil-mode rules, kept for parity with PyTorch) writes 0.
+@compute @workgroup_size(WG)
+fn avgpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let ow = i32(i % p.out_w);
+    let t = i / p.out_w;
+    let oh = i32(t % p.out_h);
+    let plane = t / p.out_h;
+    let in_h = i32(p.in_h);
+    let in_w = i32(p.in_w);
+    let h0 = max(oh * i32(p.s_h) - i32(p.p_h), 0);
+    let w0 = max(ow * i32(p.s_w) - i32(p.p_w), 0);
+    let h1 = min(oh * i32(p.s_h) - i32(p.p_h) + i32(p.k_h), in_h);
+    let w1 = min(ow * i32(p.s_w) - i32(p.p_w) + i32(p.k_w), in_w);
+    if (h0 >= h1 || w0 >= w1) {
+        y[i] = 0.0;
+        return;
+    }
+    let base = plane * p.in_h * p.in_w;
+    var s = 0.0;
+    for (var h = h0; h < h1; h = h + 1) {
+        let row = base + u32(h * in_w);
+        for (var w = w0; w < w1; w = w + 1) {
+            s = s + x[row + u32(w)];
+        }
+    }
+    y[i] = s / avg_divisor(oh, ow);
+}
+
+// One thread per input element: every output with oh*s_h - p_h <= ih < oh*s_h - p_h + k_h
+// contains it (the in + pad clip never cuts an in-bounds cell), each contributing dy/divisor.
+@compute @workgroup_size(WG)
+fn avgpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let iw = i32(i % p.in_w);
+    let t = i / p.in_w;
+    let ih = i32(t % p.in_h);
+    let plane = t / p.in_h;
+    let sh = i32(p.s_h);
+    let sw = i32(p.s_w);
+    let oh0 = first_window(ih + i32(p.p_h) - i32(p.k_h) + 1, sh);
+    let ow0 = first_window(iw + i32(p.p_w) - i32(p.k_w) + 1, sw);
+    let oh1 = min((ih + i32(p.p_h)) / sh, i32(p.out_h) - 1);
+    let ow1 = min((iw + i32(p.p_w)) / sw, i32(p.out_w) - 1);
+    let obase = plane * p.out_h * p.out_w;
+    var g = 0.0;
+    for (var oh = oh0; oh <= oh1; oh = oh + 1) {
+        let orow = obase + u32(oh) * p.out_w;
+        for (var ow = ow0; ow <= ow1; ow = ow + 1) {
+            g = g + dy[orow + u32(ow)] / avg_divisor(oh, ow);
+        }
+    }
+    store_dx(i, g);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adaptive average pooling (torch.nn.AdaptiveAvgPool2d): output o of n over an input of m
+// averages [floor(o*m/n), ceil((o+1)*m/n)). Windows overlap when m is not a multiple of n and
+// repeat cells when m < n (the upsampling case VGG hits at small inputs).
+fn adaptive_start(o: u32, out_size: u32, in_size: u32) -> u32 {
+    return (o * in_size) / out_size;
+}
+
+fn adaptive_end(o: u32, out_size: u32, in_size: u32) -> u32 {
+    return ((o + 1u) * in_size + out_size - 1u) / out_size;
+}
+
+// One thread per output element.
+@compute @workgroup_size(WG)
+fn adaptive_avgpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let ow = i % p.out_w;
+    let t = i / p.out_w;
+    let oh = t % p.out_h;
+    let plane = t / p.out_h;
+    let h0 = adaptive_start(oh, p.out_h, p.in_h);
+    let h1 = adaptive_end(oh, p.out_h, p.in_h);
+    let w0 = adaptive_start(ow, p.out_w, p.in_w);
+    let w1 = adaptive_end(ow, p.out_w, p.in_w);
+    let base = plane * p.in_h * p.in_w;
+    var s = 0.0;
+    for (var h = h0; h < h1; h = h + 1u) {
+        let row = base + h * p.in_w;
+        for (var w = w0; w < w1; w = w + 1u) {
+            s = s + x[row + w];
+        }
+    }
+    y[i] = s / f32((h1 - h0) * (w1 - w0));
+}
+
+// One thread per input element. Output o contains input row r iff start(o) <= r < end(o),
+// i.e. floor(r*n/m) <= o <= ceil((r+1)*n/m) - 1; membership is re-tested to stay exact.
+@compute @workgroup_size(WG)
+fn adaptive_avgpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let iw = i % p.in_w;
+    let t = i / p.in_w;
+    let ih = t % p.in_h;
+    let plane = t / p.in_h;
+    let oh0 = (ih * p.out_h) / p.in_h;
+    let ow0 = (iw * p.out_w) / p.in_w;
+    let oh1 = min(((ih + 1u) * p.out_h + p.in_h - 1u) / p.in_h, p.out_h);
+    let ow1 = min(((iw + 1u) * p.out_w + p.in_w - 1u) / p.in_w, p.out_w);
+    let obase = plane * p.out_h * p.out_w;
+    var g = 0.0;
+    for (var oh = oh0; oh < oh1; oh = oh + 1u) {
+        let h0 = adaptive_start(oh, p.out_h, p.in_h);
+        let h1 = adaptive_end(oh, p.out_h, p.in_h);
+        if (ih < h0 || ih >= h1) { continue; }
+        for (var ow = ow0; ow < ow1; ow = ow + 1u) {
+            let w0 = adaptive_start(ow, p.out_w, p.in_w);
+            let w1 = adaptive_end(ow, p.out_w, p.in_w);
+            if (iw < w0 || iw >= w1) { continue; }
+            g = g + dy[obase + oh * p.out_w + ow] / f32((h1 - h0) * (w1 - w0));
+        }
+    }
+    store_dx(i, g);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Global average pooling: [N, C, H, W] -> [N, C, 1, 1], the mean of each plane.
+
+// Small planes (ResNet's 7x7): one thread per plane sums it serially; no barriers.
+@compute @workgroup_size(WG)
+fn global_avgpool_forward_serial(@builtin(global_invocation_id) gid: vec3<u32>,
+                                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let plane = flat_index(gid, nwg);
+    if (plane >= p.planes) { return; }
+    let hw = p.in_h * p.in_w;
+    let base = plane * hw;
+    var s = 0.0;
+    for (var j = 0u; j < hw; j = j + 1u) {
+        s = s + x[base + j];
+    }
+    y[plane] = s / f32(hw);
+}
+
+// Large planes: one workgroup per plane (the grid folds into y beyond the per-dimension limit).
+// Each lane sums a stride-WG slice, so neighbouring lanes read neighbouring addresses, then a
+// tree reduction in workgroup memory. Control flow around the barriers stays uniform.
+@compute @workgroup_size(WG)
+fn global_avgpool_forward_workgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                                    @builtin(num_workgroups) nwg: vec3<u32>,
+                                    @builtin(local_invocation_index) lid: u32) {
+    let plane = wid.x + wid.y * nwg.x;
+    let hw = p.in_h * p.in_w;
+    var s = 0.0;
+    if (plane < p.planes) {
+        let base = plane * hw;
+        for (var j = lid; j < hw; j = j + WG) {
+            s = s + x[base + j];
+        }
+    }
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half = half / 2u) {
+        if (lid < half) {
+            partial[lid] = partial[lid] + partial[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u && plane < p.planes) {
+        y[plane] = partial[0] / f32(hw);
+    }
+}
+
+// One thread per input element: dx = dy[plane] / (H*W).
+@compute @workgroup_size(WG)
+fn global_avgpool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let hw = p.in_h * p.in_w;
+    store_dx(i, dy[i / hw] / f32(hw));
+}
