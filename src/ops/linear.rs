@@ -1,6 +1,232 @@
-//! (to be written)
+//! Dense layer (torch.nn.Linear): forward, backward to input, weight and bias.
+//!
+//! `x` is `[N, K]`, or any `[N, ...]` viewed as `[N, prod(...)]` as `torch.flatten(x, 1)`
+//! does (VGG's classifier takes `[N, 512, 7, 7]` this way); the weight is `[M, K]` in PyTorch's
+//! layout. When `K % 4 == 0` the `_vec4` kernels read the weight as vec4.
 
-use crate::gpu::Kernel;
+use crate::error::{Error, Result};
+use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::ops::{expect_dtype, expect_rank, expect_shape, to_u32};
+
+const FORWARD: Kernel = Kernel::new(Shader::Linear, "linear_forward");
+const FORWARD_VEC4: Kernel = Kernel::new(Shader::Linear, "linear_forward_vec4");
+const BACKWARD_INPUT: Kernel = Kernel::new(Shader::Linear, "linear_backward_input");
+const BACKWARD_INPUT_VEC4: Kernel = Kernel::new(Shader::Linear, "linear_backward_input_vec4");
+const BACKWARD_WEIGHT: Kernel = Kernel::new(Shader::Linear, "linear_backward_weight");
+const BACKWARD_WEIGHT_VEC4: Kernel = Kernel::new(Shader::Linear, "linear_backward_weight_vec4");
+const BACKWARD_BIAS: Kernel = Kernel::new(Shader::Linear, "linear_backward_bias");
 
 /// Kernels of this family.
-pub const KERNELS: &[Kernel] = &[];
+pub const KERNELS: &[Kernel] = &[
+    FORWARD,
+    FORWARD_VEC4,
+    BACKWARD_INPUT,
+    BACKWARD_INPUT_VEC4,
+    BACKWARD_WEIGHT,
+    BACKWARD_WEIGHT_VEC4,
+    BACKWARD_BIAS,
+];
+
+/// Mirror of `LinearParams` in linear.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LinearParams {
+    n: u32,
+    k: u32,
+    m: u32,
+    has_bias: u32,
+    accumulate: u32,
+    _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<LinearParams>() == 32);
+
+/// `t` seen as `[N, K]` by torch.flatten(t, 1): rank >= 2, `K` the product of the rest.
+fn flat_rows(op: &'static str, name: &str, t: &Tensor) -> Result<(usize, usize)> {
+    expect_dtype(op, name, t, DType::F32)?;
+    let s = t.shape();
+    if s.len() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("{name} has shape {s:?}, expected [N, K] or [N, C, H, W] (rank >= 2)"),
+        ));
+    }
+    Ok((s[0], s[1..].iter().product()))
+}
+
+/// The weight's `(M, K)`.
+fn weight_dims(op: &'static str, name: &str, w: &Tensor) -> Result<(usize, usize)> {
+    expect_dtype(op, name, w, DType::F32)?;
+    let s = expect_rank(op, name, w, 2)?;
+    Ok((s[0], s[1]))
+}
+
+/// Builds the uniform, refusing sizes whose flat indices would overflow the kernels' u32.
+fn params(
+    op: &'static str,
+    n: usize,
+    k: usize,
+    m: usize,
+    has_bias: bool,
+    accumulate: bool,
+) -> Result<LinearParams> {
+    to_u32(op, "N * K", n.saturating_mul(k))?;
+    to_u32(op, "M * K", m.saturating_mul(k))?;
+    to_u32(op, "N * M", n.saturating_mul(m))?;
+    // Thread counts of the backward launches (4 columns per thread, rounded up).
+    to_u32(op, "M * K + 4M", m.saturating_mul(k.saturating_add(4)))?;
+    Ok(LinearParams {
+        n: to_u32(op, "N", n)?,
+        k: to_u32(op, "K", k)?,
+        m: to_u32(op, "M", m)?,
+        has_bias: has_bias as u32,
+        accumulate: accumulate as u32,
+        _pad: [0; 3],
+    })
+}
+
+/// `y = flatten(x, 1) · wᵀ + b`: x `[N, K]` (or `[N, C, H, W]` with `K = C*H*W`), w `[M, K]`,
+/// b `[M]` (optional), y `[N, M]`.
+pub fn linear_forward(
+    ctx: &GpuContext,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<Dispatch> {
+    const OP: &str = "linear_forward";
+    let (n, k) = flat_rows(OP, "x", x)?;
+    let (m, kw) = weight_dims(OP, "w", w)?;
+    if k != kw {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x has shape {:?} ({k} features per row) but w has shape {:?} (expects {kw})",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    if let Some(b) = b {
+        expect_dtype(OP, "b", b, DType::F32)?;
+        expect_shape(OP, "b", b, &[m])?;
+    }
+    expect_dtype(OP, "y", y, DType::F32)?;
+    expect_shape(OP, "y", y, &[n, m])?;
+    let params = params(OP, n, k, m, b.is_some(), false)?;
+    let placeholder;
+    let bias = match b {
+        Some(b) => b,
+        None => {
+            placeholder = ctx.placeholder()?;
+            &placeholder
+        }
+    };
+    // One workgroup per block of 4 batch rows x 4 outputs.
+    let blocks = m.div_ceil(4) * n.div_ceil(4);
+    let grid = grid_for(blocks, 1, ctx.limits().max_compute_workgroups_per_dimension)?;
+    if k % 4 == 0 {
+        ctx.dispatch(
+            FORWARD_VEC4,
+            &params,
+            &[(9, x), (10, w), (3, bias), (4, y)],
+            grid,
+        )
+    } else {
+        ctx.dispatch(FORWARD, &params, &[(1, x), (2, w), (3, bias), (4, y)], grid)
+    }
+}
+
+/// `dx = dy · w`: dy `[N, M]`, w `[M, K]`, dx `[N, K]` or any `[N, ...]` with `K` elements per
+/// row (the forward input's shape). With `accumulate` the result is added to `dx`.
+pub fn linear_backward_input(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    const OP: &str = "linear_backward_input";
+    let (m, k) = weight_dims(OP, "w", w)?;
+    expect_dtype(OP, "dy", dy, DType::F32)?;
+    let sdy = expect_rank(OP, "dy", dy, 2)?;
+    let n = sdy[0];
+    expect_shape(OP, "dy", dy, &[n, m])?;
+    let (ndx, kdx) = flat_rows(OP, "dx", dx)?;
+    if (ndx, kdx) != (n, k) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "dx has shape {:?}, expected {n} rows of {k} features (dy {:?}, w {:?})",
+                dx.shape(),
+                dy.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    let params = params(OP, n, k, m, false, accumulate)?;
+    let threads = k.div_ceil(4) * n.div_ceil(4);
+    let grid = ctx.grid_1d(threads)?;
+    if k % 4 == 0 {
+        ctx.dispatch(
+            BACKWARD_INPUT_VEC4,
+            &params,
+            &[(10, w), (5, dy), (11, dx)],
+            grid,
+        )
+    } else {
+        ctx.dispatch(BACKWARD_INPUT, &params, &[(2, w), (5, dy), (6, dx)], grid)
+    }
+}
+
+/// `dw = dyᵀ · flatten(x, 1)` and, when `db` is given, `db = Σ_n dy`: dw `[M, K]`, db `[M]`,
+/// dy `[N, M]`, x the forward input. With `accumulate` both are added to. Returns the weight
+/// launch, then the bias launch if any.
+pub fn linear_backward_weight(
+    ctx: &GpuContext,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+    dy: &Tensor,
+    x: &Tensor,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "linear_backward_weight";
+    let (n, k) = flat_rows(OP, "x", x)?;
+    let (m, kw) = weight_dims(OP, "dw", dw)?;
+    if k != kw {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x has shape {:?} ({k} features per row) but dw has shape {:?} (expects {kw})",
+                x.shape(),
+                dw.shape()
+            ),
+        ));
+    }
+    expect_dtype(OP, "dy", dy, DType::F32)?;
+    expect_shape(OP, "dy", dy, &[n, m])?;
+    if let Some(db) = db {
+        expect_dtype(OP, "db", db, DType::F32)?;
+        expect_shape(OP, "db", db, &[m])?;
+    }
+    let params = params(OP, n, k, m, db.is_some(), accumulate)?;
+    let mut out = Vec::with_capacity(2);
+    if k % 4 == 0 {
+        out.push(ctx.dispatch(
+            BACKWARD_WEIGHT_VEC4,
+            &params,
+            &[(9, x), (5, dy), (12, dw)],
+            ctx.grid_1d(m * (k / 4))?,
+        )?);
+    } else {
+        out.push(ctx.dispatch(
+            BACKWARD_WEIGHT,
+            &params,
+            &[(1, x), (5, dy), (7, dw)],
+            ctx.grid_1d(m * k.div_ceil(4))?,
+        )?);
+    }
+    if let Some(db) = db {
+        out.push(ctx.dispatch(BACKWARD_BIAS, &params, &[(5, dy), (8, db)], ctx.grid_1d(m)?)?);
+    }
+    Ok(out)
+}

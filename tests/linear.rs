@@ -1,0 +1,380 @@
+//! Dense layer forward and backward (input, weight, bias): CPU f64 references on odd shapes
+//! (scalar and vec4 paths, the K split, 4-D inputs flattened) and finite differences.
+
+mod common;
+use common::*;
+
+use cnnvis::ops::linear::{linear_backward_input, linear_backward_weight, linear_forward};
+use cnnvis::Error;
+
+/// One case: input shape (flattened to [N, K] as torch.flatten(x, 1)), outputs M, bias or not.
+struct Case {
+    x_shape: &'static [usize],
+    m: usize,
+    bias: bool,
+}
+
+impl Case {
+    fn n(&self) -> usize {
+        self.x_shape[0]
+    }
+    fn k(&self) -> usize {
+        self.x_shape[1..].iter().product()
+    }
+}
+
+const CASES: &[Case] = &[
+    // scalar path (K odd), several batch blocks incl. a tail of 1 row
+    Case {
+        x_shape: &[3, 257],
+        m: 5,
+        bias: true,
+    },
+    Case {
+        x_shape: &[3, 257],
+        m: 5,
+        bias: false,
+    },
+    Case {
+        x_shape: &[5, 13],
+        m: 9,
+        bias: true,
+    },
+    Case {
+        x_shape: &[1, 1],
+        m: 1,
+        bias: true,
+    },
+    // vec4 path (K % 4 == 0), batch 1, 4, 6
+    Case {
+        x_shape: &[1, 64],
+        m: 3,
+        bias: true,
+    },
+    Case {
+        x_shape: &[4, 100],
+        m: 6,
+        bias: false,
+    },
+    Case {
+        x_shape: &[6, 36],
+        m: 4,
+        bias: true,
+    },
+    // K split across the workgroup on a VGG-classifier-length row (25088 = 512 * 7 * 7)
+    Case {
+        x_shape: &[1, 512, 7, 7],
+        m: 7,
+        bias: true,
+    },
+    Case {
+        x_shape: &[2, 25087],
+        m: 7,
+        bias: false,
+    },
+    // 4-D inputs flattened
+    Case {
+        x_shape: &[2, 3, 5, 7],
+        m: 5,
+        bias: true,
+    },
+    Case {
+        x_shape: &[3, 4, 3, 3],
+        m: 2,
+        bias: false,
+    },
+];
+
+/// f32 dot products of length L: worst-case rounding about L * eps * max|term| (terms < 1).
+fn atol(len: usize) -> f64 {
+    1e-6 + len as f64 * 1.2e-7
+}
+
+fn forward_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, n: usize, k: usize, m: usize) -> Vec<f64> {
+    let mut y = vec![0.0f64; n * m];
+    for i in 0..n {
+        for o in 0..m {
+            let mut s = b.map_or(0.0, |b| b[o] as f64);
+            for j in 0..k {
+                s += x[i * k + j] as f64 * w[o * k + j] as f64;
+            }
+            y[i * m + o] = s;
+        }
+    }
+    y
+}
+
+fn backward_input_ref(dy: &[f32], w: &[f32], n: usize, k: usize, m: usize) -> Vec<f64> {
+    let mut dx = vec![0.0f64; n * k];
+    for i in 0..n {
+        for o in 0..m {
+            let g = dy[i * m + o] as f64;
+            for j in 0..k {
+                dx[i * k + j] += g * w[o * k + j] as f64;
+            }
+        }
+    }
+    dx
+}
+
+fn backward_weight_ref(dy: &[f32], x: &[f32], n: usize, k: usize, m: usize) -> Vec<f64> {
+    let mut dw = vec![0.0f64; m * k];
+    for i in 0..n {
+        for o in 0..m {
+            let g = dy[i * m + o] as f64;
+            for j in 0..k {
+                dw[o * k + j] += g * x[i * k + j] as f64;
+            }
+        }
+    }
+    dw
+}
+
+fn backward_bias_ref(dy: &[f32], n: usize, m: usize) -> Vec<f64> {
+    (0..m)
+        .map(|o| (0..n).map(|i| dy[i * m + o] as f64).sum())
+        .collect()
+}
+
+fn twice(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|a| 2.0 * a).collect()
+}
+
+#[test]
+fn linear_forward_matches_cpu_reference() {
+    let c = ctx();
+    let mut rng = Rng::new(11);
+    for case in CASES {
+        let (n, k, m) = (case.n(), case.k(), case.m);
+        let xs = rng.vec(n * k, -1.0, 1.0);
+        let ws = rng.vec(m * k, -1.0, 1.0);
+        let bs = rng.vec(m, -1.0, 1.0);
+        let x = upload(case.x_shape, &xs);
+        let w = upload(&[m, k], &ws);
+        let b = upload(&[m], &bs);
+        let y = poisoned(&[n, m]);
+        let bias = case.bias.then_some(&b);
+        run(&[&linear_forward(c, &y, &x, &w, bias).unwrap()]);
+        let want = forward_ref(&xs, &ws, case.bias.then_some(&bs[..]), n, k, m);
+        assert_close(
+            &format!(
+                "linear_forward x {:?} M {m} bias {}",
+                case.x_shape, case.bias
+            ),
+            &download(&y),
+            &want,
+            atol(k),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn linear_backward_input_matches_cpu_reference() {
+    let c = ctx();
+    let mut rng = Rng::new(12);
+    for case in CASES {
+        let (n, k, m) = (case.n(), case.k(), case.m);
+        let dys = rng.vec(n * m, -1.0, 1.0);
+        let ws = rng.vec(m * k, -1.0, 1.0);
+        let (dy, w) = (upload(&[n, m], &dys), upload(&[m, k], &ws));
+        // dx takes the forward input's shape, 4-D included
+        let dx = poisoned(case.x_shape);
+        run(&[&linear_backward_input(c, &dx, &dy, &w, false).unwrap()]);
+        let want = backward_input_ref(&dys, &ws, n, k, m);
+        let name = format!("linear_backward_input x {:?} M {m}", case.x_shape);
+        assert_close(&name, &download(&dx), &want, atol(m), 1e-5);
+        run(&[&linear_backward_input(c, &dx, &dy, &w, true).unwrap()]);
+        assert_close(
+            &format!("{name} accumulate"),
+            &download(&dx),
+            &twice(&want),
+            2.0 * atol(m),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn linear_backward_weight_and_bias_match_cpu_reference() {
+    let c = ctx();
+    let mut rng = Rng::new(13);
+    for case in CASES {
+        let (n, k, m) = (case.n(), case.k(), case.m);
+        let dys = rng.vec(n * m, -1.0, 1.0);
+        let xs = rng.vec(n * k, -1.0, 1.0);
+        let (dy, x) = (upload(&[n, m], &dys), upload(case.x_shape, &xs));
+        let dw = poisoned(&[m, k]);
+        let db = poisoned(&[m]);
+        let db_opt = case.bias.then_some(&db);
+        let ds = linear_backward_weight(c, &dw, db_opt, &dy, &x, false).unwrap();
+        assert_eq!(ds.len(), 1 + case.bias as usize);
+        run(&ds.iter().collect::<Vec<_>>());
+        let want_w = backward_weight_ref(&dys, &xs, n, k, m);
+        let want_b = backward_bias_ref(&dys, n, m);
+        let name = format!("linear_backward_weight x {:?} M {m}", case.x_shape);
+        assert_close(&name, &download(&dw), &want_w, atol(n), 1e-5);
+        if case.bias {
+            assert_close(
+                &format!("{name} db"),
+                &download(&db),
+                &want_b,
+                atol(n),
+                1e-5,
+            );
+        }
+        let ds = linear_backward_weight(c, &dw, db_opt, &dy, &x, true).unwrap();
+        run(&ds.iter().collect::<Vec<_>>());
+        assert_close(
+            &format!("{name} accumulate"),
+            &download(&dw),
+            &twice(&want_w),
+            2.0 * atol(n),
+            1e-5,
+        );
+        if case.bias {
+            assert_close(
+                &format!("{name} db accumulate"),
+                &download(&db),
+                &twice(&want_b),
+                2.0 * atol(n),
+                1e-5,
+            );
+        }
+    }
+}
+
+/// GPU forward, loss = sum(r * y) in f64.
+fn gpu_loss(x_shape: &[usize], m: usize, r: &[f32], xs: &[f32], ws: &[f32], bs: &[f32]) -> f64 {
+    let c = ctx();
+    let n = x_shape[0];
+    let k = xs.len() / n;
+    let x = upload(x_shape, xs);
+    let w = upload(&[m, k], ws);
+    let b = upload(&[m], bs);
+    let y = zeros(&[n, m]);
+    run(&[&linear_forward(c, &y, &x, &w, Some(&b)).unwrap()]);
+    weighted_sum(r, &download(&y))
+}
+
+/// dx, dW and db from the backward kernels (dy = r) against central differences of the GPU
+/// forward, on a scalar-path shape (K = 35, 4-D input) and a vec4-path shape (K = 24).
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let c = ctx();
+    let mut rng = Rng::new(14);
+    for (x_shape, m) in [(&[2usize, 5, 7, 1][..], 3usize), (&[5, 24][..], 4)] {
+        let n = x_shape[0];
+        let k: usize = x_shape[1..].iter().product();
+        let xs = rng.vec(n * k, -1.0, 1.0);
+        let ws = rng.vec(m * k, -1.0, 1.0);
+        let bs = rng.vec(m, -1.0, 1.0);
+        let r = rng.vec(n * m, -1.0, 1.0);
+        let (x, w, dy) = (
+            upload(x_shape, &xs),
+            upload(&[m, k], &ws),
+            upload(&[n, m], &r),
+        );
+        let (dx, dw, db) = (zeros(x_shape), zeros(&[m, k]), zeros(&[m]));
+        let mut ds = vec![linear_backward_input(c, &dx, &dy, &w, false).unwrap()];
+        ds.extend(linear_backward_weight(c, &dw, Some(&db), &dy, &x, false).unwrap());
+        run(&ds.iter().collect::<Vec<_>>());
+        let (gx, gw, gb) = (download(&dx), download(&dw), download(&db));
+        let tag = format!("{x_shape:?} M {m}");
+        fd_check(
+            &format!("linear dx {tag}"),
+            &xs,
+            &gx,
+            1e-2,
+            1e-3,
+            200,
+            &mut rng,
+            |v| gpu_loss(x_shape, m, &r, v, &ws, &bs),
+        );
+        fd_check(
+            &format!("linear dW {tag}"),
+            &ws,
+            &gw,
+            1e-2,
+            1e-3,
+            200,
+            &mut rng,
+            |v| gpu_loss(x_shape, m, &r, &xs, v, &bs),
+        );
+        fd_check(
+            &format!("linear db {tag}"),
+            &bs,
+            &gb,
+            1e-2,
+            1e-3,
+            200,
+            &mut rng,
+            |v| gpu_loss(x_shape, m, &r, &xs, &ws, v),
+        );
+    }
+}
+
+fn is_shape_err<T: std::fmt::Debug>(r: cnnvis::Result<T>) -> bool {
+    matches!(r, Err(Error::Shape { .. }))
+}
+
+#[test]
+fn linear_bad_shapes_are_errors() {
+    let c = ctx();
+    let x = zeros(&[2, 3, 2, 2]); // K = 12
+    let x_bad = zeros(&[2, 13]);
+    let x_rank1 = zeros(&[12]);
+    let w = zeros(&[5, 12]);
+    let w_rank3 = zeros(&[5, 12, 1]);
+    let b = zeros(&[5]);
+    let b_bad = zeros(&[4]);
+    let y = zeros(&[2, 5]);
+    let y_bad = zeros(&[2, 4]);
+    let y_bad_n = zeros(&[3, 5]);
+    assert!(linear_forward(c, &y, &x, &w, Some(&b)).is_ok());
+    assert!(is_shape_err(linear_forward(c, &y, &x_bad, &w, Some(&b))));
+    assert!(is_shape_err(linear_forward(c, &y, &x_rank1, &w, None)));
+    assert!(is_shape_err(linear_forward(c, &y, &x, &w_rank3, None)));
+    assert!(is_shape_err(linear_forward(c, &y, &x, &w, Some(&b_bad))));
+    assert!(is_shape_err(linear_forward(c, &y_bad, &x, &w, None)));
+    assert!(is_shape_err(linear_forward(c, &y_bad_n, &x, &w, None)));
+
+    let dy = zeros(&[2, 5]);
+    let dx = zeros(&[2, 12]);
+    assert!(linear_backward_input(c, &x, &dy, &w, false).is_ok());
+    assert!(linear_backward_input(c, &dx, &dy, &w, false).is_ok());
+    assert!(is_shape_err(linear_backward_input(
+        c, &x_bad, &dy, &w, false
+    )));
+    assert!(is_shape_err(linear_backward_input(
+        c, &dx, &y_bad, &w, false
+    )));
+    assert!(is_shape_err(linear_backward_input(
+        c, &dx, &y_bad_n, &w, false
+    )));
+    assert!(is_shape_err(linear_backward_input(c, &dx, &b, &w, false)));
+
+    let dw = zeros(&[5, 12]);
+    let dw_bad = zeros(&[5, 11]);
+    assert!(linear_backward_weight(c, &dw, Some(&b), &dy, &x, false).is_ok());
+    assert!(is_shape_err(linear_backward_weight(
+        c, &dw_bad, None, &dy, &x, false
+    )));
+    assert!(is_shape_err(linear_backward_weight(
+        c,
+        &dw,
+        Some(&b_bad),
+        &dy,
+        &x,
+        false
+    )));
+    assert!(is_shape_err(linear_backward_weight(
+        c, &dw, None, &y_bad, &x, false
+    )));
+    assert!(is_shape_err(linear_backward_weight(
+        c, &dw, None, &dy, &x_bad, false
+    )));
+    assert!(is_shape_err(linear_backward_weight(
+        c, &dw, None, &y_bad_n, &x, false
+    )));
+}
