@@ -89,7 +89,7 @@ fn oversized_tensor_is_a_typed_error_not_a_panic() {
 #[test]
 fn binding_larger_than_the_storage_limit_is_a_typed_error() {
     let c = ctx();
-    let limit = c.limits().max_storage_buffer_binding_size as u64;
+    let limit = c.limits().max_storage_buffer_binding_size;
     let n = (limit / 4 + 64) as usize;
     if (n as u64) * 4 > c.limits().max_buffer_size {
         // every buffer fits a binding on this device: nothing to check

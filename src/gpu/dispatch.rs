@@ -79,7 +79,7 @@ impl GpuContext {
             }
             .into());
         }
-        let max_bind = limits.max_storage_buffer_binding_size as u64;
+        let max_bind = limits.max_storage_buffer_binding_size;
         for (_, t) in bindings {
             if t.byte_size() > max_bind {
                 return Err(GpuError::TooLarge {

@@ -104,7 +104,7 @@ pub fn assert_close(name: &str, gpu: &[f32], reference: &[f64], atol: f64, rtol:
     let mut failures = 0usize;
     for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
         let err = (g as f64 - r).abs();
-        let bad = !(err <= atol + rtol * r.abs()); // NaN counts as a failure
+        let bad = err.is_nan() || err > atol + rtol * r.abs();
         if bad {
             failures += 1;
         }
@@ -135,6 +135,7 @@ pub fn weighted_sum(w: &[f32], y: &[f32]) -> f64 {
 /// Checks an analytic gradient `grad` of `loss` at `x0` against central differences:
 /// every coordinate when there are at most `max_coords`, else `max_coords` coordinates picked
 /// at random, plus three random directions. `loss` must run the GPU forward.
+#[allow(clippy::too_many_arguments)]
 pub fn fd_check(
     name: &str,
     x0: &[f32],
