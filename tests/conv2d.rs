@@ -1,0 +1,749 @@
+//! conv2d forward, backward to input, weight and bias: CPU f64 references (written as direct
+//! loops, the backward ones as scatters so they share no structure with the GPU gathers),
+//! finite differences of the GPU forward, the accumulate flag and shape errors.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+
+use cnnvis::gpu::Dispatch;
+use cnnvis::ops::conv2d::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_flops, conv2d_forward,
+    conv2d_output_shape, Conv2dConfig,
+};
+
+/// One convolution to test: input shape, output channels, kernel [kh, kw], config, bias.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    name: &'static str,
+    x: [usize; 4],
+    cout: usize,
+    k: [usize; 2],
+    cfg: Conv2dConfig,
+    bias: bool,
+}
+
+impl Case {
+    fn w(&self) -> [usize; 4] {
+        [self.cout, self.x[1] / self.cfg.groups, self.k[0], self.k[1]]
+    }
+    fn y(&self) -> [usize; 4] {
+        conv2d_output_shape(&self.x, &self.w(), &self.cfg).expect("valid case")
+    }
+}
+
+const fn cfg(s: [usize; 2], p: [usize; 2], d: [usize; 2], g: usize) -> Conv2dConfig {
+    Conv2dConfig {
+        stride: s,
+        padding: p,
+        dilation: d,
+        groups: g,
+    }
+}
+
+/// Shapes chosen so that every kernel variant (direct and tiled, with tails in channels and
+/// positions, one and several backward-weight splits) sees stride, padding, dilation, groups.
+const CASES: &[Case] = &[
+    Case {
+        name: "1x1 odd",
+        x: [1, 3, 5, 7],
+        cout: 5,
+        k: [1, 1],
+        cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "3x5 kernel, pad [1,2], N=2",
+        x: [2, 5, 9, 11],
+        cout: 6,
+        k: [3, 5],
+        cfg: cfg([1, 1], [1, 2], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "stride 2, N=3",
+        x: [3, 4, 10, 9],
+        cout: 9,
+        k: [3, 3],
+        cfg: cfg([2, 2], [1, 1], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "stride [2,1], kernel 3x2",
+        x: [2, 6, 8, 7],
+        cout: 4,
+        k: [3, 2],
+        cfg: cfg([2, 1], [0, 1], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "dilation 2",
+        x: [1, 8, 12, 10],
+        cout: 10,
+        k: [3, 3],
+        cfg: cfg([1, 1], [2, 2], [2, 2], 1),
+        bias: true,
+    },
+    Case {
+        name: "groups 2",
+        x: [2, 8, 7, 6],
+        cout: 12,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 2),
+        bias: true,
+    },
+    Case {
+        name: "groups 3, channel tails",
+        x: [1, 15, 6, 5],
+        cout: 27,
+        k: [3, 3],
+        cfg: cfg([1, 1], [0, 1], [1, 1], 3),
+        bias: true,
+    },
+    Case {
+        name: "depthwise x2",
+        x: [2, 6, 7, 8],
+        cout: 12,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 6),
+        bias: true,
+    },
+    Case {
+        name: "depthwise stride 2 dilation 2",
+        x: [1, 4, 9, 9],
+        cout: 4,
+        k: [3, 3],
+        cfg: cfg([2, 2], [2, 2], [2, 2], 4),
+        bias: false,
+    },
+    Case {
+        name: "direct: depthwise 2x3 kernel, stride [2,1], dilation [1,2]",
+        x: [2, 3, 9, 8],
+        cout: 3,
+        k: [2, 3],
+        cfg: cfg([2, 1], [1, 0], [1, 2], 3),
+        bias: true,
+    },
+    Case {
+        name: "direct: depthwise 3x3, stride [1,2], pad 1",
+        x: [3, 2, 7, 9],
+        cout: 2,
+        k: [3, 3],
+        cfg: cfg([1, 2], [1, 1], [1, 1], 2),
+        bias: true,
+    },
+    Case {
+        name: "no bias, 3 channel blocks",
+        x: [1, 16, 13, 15],
+        cout: 20,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: false,
+    },
+    Case {
+        name: "row weight kernel, split reduction",
+        x: [2, 3, 40, 36],
+        cout: 8,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "direct weight, split reduction",
+        x: [1, 2, 40, 40],
+        cout: 2,
+        k: [3, 3],
+        cfg: cfg([1, 2], [1, 1], [1, 1], 2),
+        bias: true,
+    },
+    Case {
+        name: "1x1 stride 2",
+        x: [2, 8, 9, 9],
+        cout: 8,
+        k: [1, 1],
+        cfg: cfg([2, 2], [0, 0], [1, 1], 1),
+        bias: false,
+    },
+    Case {
+        name: "kw 3, stride [2,1], dilation [2,1], kernel 2x3, two row segments",
+        x: [2, 6, 9, 21],
+        cout: 9,
+        k: [2, 3],
+        cfg: cfg([2, 1], [1, 1], [2, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "kw 3, stride [3,1], groups 2, N=3",
+        x: [3, 10, 11, 17],
+        cout: 8,
+        k: [3, 3],
+        cfg: cfg([3, 1], [2, 0], [1, 1], 2),
+        bias: false,
+    },
+    Case {
+        name: "row blocks: 5x3 kernel, pad [3,2], N=2, channel and row tails",
+        x: [2, 13, 8, 19],
+        cout: 14,
+        k: [5, 3],
+        cfg: cfg([1, 1], [3, 2], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "kernel = padded input",
+        x: [1, 4, 3, 4],
+        cout: 5,
+        k: [5, 4],
+        cfg: cfg([1, 1], [1, 0], [1, 1], 1),
+        bias: true,
+    },
+];
+
+/// Runs the GPU tests one at a time: the row-block kernels take seconds to compile on lavapipe,
+/// and tests racing to first use would each compile the same pipeline.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn idx4(s: &[usize; 4], a: usize, b: usize, c: usize, d: usize) -> usize {
+    ((a * s[1] + b) * s[2] + c) * s[3] + d
+}
+
+/// Calls `f(n, co, oy, ox, ci, ky, kx, iy, ix)` for every (output, tap) pair that reads an input
+/// pixel inside the image: the one loop nest all references share.
+fn for_each_tap(c: &Case, mut f: impl FnMut([usize; 4], [usize; 4], [usize; 4])) {
+    let (xs, ws, ys) = (c.x, c.w(), c.y());
+    let (cin_g, cout_g) = (ws[1], c.cout / c.cfg.groups);
+    for n in 0..ys[0] {
+        for co in 0..ys[1] {
+            let g = co / cout_g;
+            for oy in 0..ys[2] {
+                for ox in 0..ys[3] {
+                    for cl in 0..cin_g {
+                        for ky in 0..ws[2] {
+                            for kx in 0..ws[3] {
+                                let iy = (oy * c.cfg.stride[0] + ky * c.cfg.dilation[0]) as isize
+                                    - c.cfg.padding[0] as isize;
+                                let ix = (ox * c.cfg.stride[1] + kx * c.cfg.dilation[1]) as isize
+                                    - c.cfg.padding[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= xs[2] as isize || ix >= xs[3] as isize
+                                {
+                                    continue;
+                                }
+                                let xi = idx4(&xs, n, g * cin_g + cl, iy as usize, ix as usize);
+                                let wi = idx4(&ws, co, cl, ky, kx);
+                                let yi = idx4(&ys, n, co, oy, ox);
+                                f([xi, wi, yi, 0], [n, co, oy, ox], [cl, ky, kx, 0]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forward_ref(c: &Case, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f64> {
+    let ys = c.y();
+    let mut y = vec![0.0f64; ys.iter().product()];
+    if let Some(b) = b {
+        for (i, v) in y.iter_mut().enumerate() {
+            *v = b[(i / (ys[2] * ys[3])) % ys[1]] as f64;
+        }
+    }
+    for_each_tap(c, |[xi, wi, yi, _], _, _| {
+        y[yi] += x[xi] as f64 * w[wi] as f64;
+    });
+    y
+}
+
+fn backward_input_ref(c: &Case, dy: &[f32], w: &[f32]) -> Vec<f64> {
+    let mut dx = vec![0.0f64; c.x.iter().product()];
+    for_each_tap(c, |[xi, wi, yi, _], _, _| {
+        dx[xi] += dy[yi] as f64 * w[wi] as f64;
+    });
+    dx
+}
+
+fn backward_weight_ref(c: &Case, dy: &[f32], x: &[f32]) -> Vec<f64> {
+    let mut dw = vec![0.0f64; c.w().iter().product()];
+    for_each_tap(c, |[xi, wi, yi, _], _, _| {
+        dw[wi] += dy[yi] as f64 * x[xi] as f64;
+    });
+    dw
+}
+
+fn backward_bias_ref(c: &Case, dy: &[f32]) -> Vec<f64> {
+    let ys = c.y();
+    let mut db = vec![0.0f64; c.cout];
+    for (i, &g) in dy.iter().enumerate() {
+        db[(i / (ys[2] * ys[3])) % ys[1]] += g as f64;
+    }
+    db
+}
+
+/// f32 accumulation of `terms` products of values in [-1, 1]: an honest bound on the
+/// rounding, well below what any indexing mistake produces.
+fn atol(terms: usize) -> f64 {
+    1e-6 + 2e-7 * terms as f64
+}
+
+fn entries(ds: &[&Dispatch], seen: &mut BTreeSet<&'static str>) {
+    for d in ds {
+        seen.insert(d.kernel().entry);
+    }
+}
+
+/// Asserts every kernel in `wanted` ran. The row-block kernels are chosen on CPU adapters only
+/// (lavapipe), so elsewhere they are not expected.
+fn assert_covers(seen: &BTreeSet<&'static str>, wanted: &[&str]) {
+    let cpu = ctx().adapter().device_type == cnnvis::wgpu::DeviceType::Cpu;
+    for w in wanted {
+        if !cpu && w.ends_with("_rows") {
+            continue;
+        }
+        assert!(seen.contains(w), "no case exercised {w}; saw {seen:?}");
+    }
+}
+
+#[test]
+fn conv2d_forward_matches_cpu_reference() {
+    let _serial = serial();
+    let c = ctx();
+    let mut rng = Rng::new(11);
+    let mut seen = BTreeSet::new();
+    for case in CASES {
+        let (xs, ws, ys) = (case.x, case.w(), case.y());
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let bv = rng.vec(case.cout, -1.0, 1.0);
+        let (x, w, b) = (
+            upload(&xs, &xv),
+            upload(&ws, &wv),
+            upload(&[case.cout], &bv),
+        );
+        let y = poisoned(&ys);
+        let d = conv2d_forward(c, &y, &x, &w, case.bias.then_some(&b), &case.cfg).unwrap();
+        entries(&[&d], &mut seen);
+        run(&[&d]);
+        let want = forward_ref(case, &xv, &wv, case.bias.then_some(&bv[..]));
+        let terms = ws[1] * ws[2] * ws[3];
+        assert_close(
+            &format!("conv2d_forward {} ({:?})", case.name, d.kernel().entry),
+            &download(&y),
+            &want,
+            atol(terms),
+            1e-5,
+        );
+    }
+    assert_covers(
+        &seen,
+        &[
+            "conv2d_forward",
+            "conv2d_forward_tiled",
+            "conv2d_forward_rows",
+        ],
+    );
+}
+
+#[test]
+fn conv2d_backward_input_matches_cpu_reference() {
+    let _serial = serial();
+    let c = ctx();
+    let mut rng = Rng::new(12);
+    let mut seen = BTreeSet::new();
+    for case in CASES {
+        let (xs, ws, ys) = (case.x, case.w(), case.y());
+        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let (dy, w) = (upload(&ys, &dyv), upload(&ws, &wv));
+        let dx = poisoned(&xs);
+        let d = conv2d_backward_input(c, &dx, &dy, &w, &case.cfg, false).unwrap();
+        entries(&[&d], &mut seen);
+        run(&[&d]);
+        let want = backward_input_ref(case, &dyv, &wv);
+        let terms = case.cout / case.cfg.groups * ws[2] * ws[3];
+        let name = format!("conv2d_backward_input {} ({})", case.name, d.kernel().entry);
+        assert_close(&name, &download(&dx), &want, atol(terms), 1e-5);
+
+        // accumulate adds onto what dx holds
+        let base = rng.vec(xs.iter().product(), -1.0, 1.0);
+        dx.write(c, &base).unwrap();
+        run(&[&conv2d_backward_input(c, &dx, &dy, &w, &case.cfg, true).unwrap()]);
+        let sum: Vec<f64> = want.iter().zip(&base).map(|(a, &b)| a + b as f64).collect();
+        assert_close(
+            &format!("{name} accumulate"),
+            &download(&dx),
+            &sum,
+            atol(terms),
+            1e-5,
+        );
+    }
+    assert_covers(
+        &seen,
+        &[
+            "conv2d_backward_input",
+            "conv2d_backward_input_tiled",
+            "conv2d_backward_input_rows",
+        ],
+    );
+}
+
+#[test]
+fn conv2d_backward_weight_and_bias_match_cpu_reference() {
+    let _serial = serial();
+    let c = ctx();
+    let mut rng = Rng::new(13);
+    let mut seen = BTreeSet::new();
+    for case in CASES {
+        let (xs, ws, ys) = (case.x, case.w(), case.y());
+        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let (dy, x) = (upload(&ys, &dyv), upload(&xs, &xv));
+        let (dw, db) = (poisoned(&ws), poisoned(&[case.cout]));
+        let ds =
+            conv2d_backward_weight(c, &dw, case.bias.then_some(&db), &dy, &x, &case.cfg, false)
+                .unwrap();
+        let refs: Vec<&Dispatch> = ds.iter().collect();
+        entries(&refs, &mut seen);
+        run(&refs);
+        let kernels: Vec<&str> = ds.iter().map(|d| d.kernel().entry).collect();
+        let want_w = backward_weight_ref(case, &dyv, &xv);
+        let want_b = backward_bias_ref(case, &dyv);
+        let terms = ys[0] * ys[2] * ys[3];
+        let name = format!("conv2d_backward_weight {} ({kernels:?})", case.name);
+        assert_close(&name, &download(&dw), &want_w, atol(terms), 1e-5);
+        if case.bias {
+            assert_close(
+                &format!("{name} db"),
+                &download(&db),
+                &want_b,
+                atol(terms),
+                1e-5,
+            );
+        } else {
+            assert!(
+                download(&db).iter().all(|v| v.is_nan()),
+                "{name}: db was written"
+            );
+        }
+
+        // accumulate adds onto what dw and db hold
+        let base_w = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let base_b = rng.vec(case.cout, -1.0, 1.0);
+        dw.write(c, &base_w).unwrap();
+        db.write(c, &base_b).unwrap();
+        let ds = conv2d_backward_weight(c, &dw, Some(&db), &dy, &x, &case.cfg, true).unwrap();
+        run(&ds.iter().collect::<Vec<_>>());
+        let sum_w: Vec<f64> = want_w
+            .iter()
+            .zip(&base_w)
+            .map(|(a, &b)| a + b as f64)
+            .collect();
+        let sum_b: Vec<f64> = want_b
+            .iter()
+            .zip(&base_b)
+            .map(|(a, &b)| a + b as f64)
+            .collect();
+        assert_close(
+            &format!("{name} accumulate"),
+            &download(&dw),
+            &sum_w,
+            atol(terms),
+            1e-5,
+        );
+        assert_close(
+            &format!("{name} db accumulate"),
+            &download(&db),
+            &sum_b,
+            atol(terms),
+            1e-5,
+        );
+    }
+    assert_covers(
+        &seen,
+        &[
+            "conv2d_backward_weight",
+            "conv2d_backward_weight_tiled",
+            "conv2d_backward_weight_row3",
+            "conv2d_backward_weight_reduce",
+            "conv2d_backward_bias",
+        ],
+    );
+}
+
+/// Several splits on both weight kernels: the reduce pass must run in those cases.
+#[test]
+fn conv2d_backward_weight_splits_its_reduction_when_weights_are_few() {
+    let _serial = serial();
+    let c = ctx();
+    for name in [
+        "row weight kernel, split reduction",
+        "direct weight, split reduction",
+    ] {
+        let case = CASES.iter().find(|k| k.name == name).unwrap();
+        let (dw, dy, x) = (zeros(&case.w()), zeros(&case.y()), zeros(&case.x));
+        let ds = conv2d_backward_weight(c, &dw, None, &dy, &x, &case.cfg, false).unwrap();
+        let kernels: Vec<&str> = ds.iter().map(|d| d.kernel().entry).collect();
+        assert_eq!(kernels.len(), 2, "{name}: {kernels:?}");
+        assert_eq!(kernels[1], "conv2d_backward_weight_reduce");
+    }
+}
+
+/// loss = sum(wts * conv2d(x, w, b)), with the forward on the GPU.
+fn gpu_loss(case: &Case, wts: &[f32], xv: &[f32], wv: &[f32], bv: &[f32]) -> f64 {
+    let c = ctx();
+    let (x, w, b) = (
+        upload(&case.x, xv),
+        upload(&case.w(), wv),
+        upload(&[case.cout], bv),
+    );
+    let y = zeros(&case.y());
+    run(&[&conv2d_forward(c, &y, &x, &w, Some(&b), &case.cfg).unwrap()]);
+    weighted_sum(wts, &download(&y))
+}
+
+fn fd_case(case: &Case, seed: u64) {
+    let c = ctx();
+    let mut rng = Rng::new(seed);
+    let (xs, ws, ys) = (case.x, case.w(), case.y());
+    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let bv = rng.vec(case.cout, -1.0, 1.0);
+    let wts = rng.vec(ys.iter().product(), -1.0, 1.0);
+    let (x, w, dy) = (upload(&xs, &xv), upload(&ws, &wv), upload(&ys, &wts));
+    let (dx, dw, db) = (poisoned(&xs), poisoned(&ws), poisoned(&[case.cout]));
+    let mut ds = vec![conv2d_backward_input(c, &dx, &dy, &w, &case.cfg, false).unwrap()];
+    ds.extend(conv2d_backward_weight(c, &dw, Some(&db), &dy, &x, &case.cfg, false).unwrap());
+    run(&ds.iter().collect::<Vec<_>>());
+    let (gx, gw, gb) = (download(&dx), download(&dw), download(&db));
+    let name = case.name;
+    fd_check(
+        &format!("{name} dx"),
+        &xv,
+        &gx,
+        1e-2,
+        1e-3,
+        60,
+        &mut rng,
+        |v| gpu_loss(case, &wts, v, &wv, &bv),
+    );
+    fd_check(
+        &format!("{name} dw"),
+        &wv,
+        &gw,
+        1e-2,
+        1e-3,
+        60,
+        &mut rng,
+        |v| gpu_loss(case, &wts, &xv, v, &bv),
+    );
+    fd_check(
+        &format!("{name} db"),
+        &bv,
+        &gb,
+        1e-2,
+        1e-3,
+        60,
+        &mut rng,
+        |v| gpu_loss(case, &wts, &xv, &wv, v),
+    );
+}
+
+#[test]
+fn conv2d_tiled_backward_matches_finite_differences() {
+    let _serial = serial();
+    let case = Case {
+        name: "fd tiled",
+        x: [2, 5, 5, 6],
+        cout: 6,
+        k: [3, 2],
+        cfg: cfg([2, 1], [1, 1], [1, 2], 1),
+        bias: true,
+    };
+    fd_case(&case, 21);
+}
+
+#[test]
+fn conv2d_row_backward_matches_finite_differences() {
+    let _serial = serial();
+    let case = Case {
+        name: "fd row kernels",
+        x: [2, 5, 5, 7],
+        cout: 6,
+        k: [2, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: true,
+    };
+    fd_case(&case, 23);
+}
+
+#[test]
+fn conv2d_direct_backward_matches_finite_differences() {
+    let _serial = serial();
+    let case = Case {
+        name: "fd direct depthwise",
+        x: [2, 3, 6, 5],
+        cout: 3,
+        k: [3, 3],
+        cfg: cfg([1, 2], [1, 2], [2, 1], 3),
+        bias: true,
+    };
+    fd_case(&case, 22);
+}
+
+#[test]
+fn conv2d_shapes_and_flops_follow_pytorch() {
+    let _serial = serial();
+    let c3 = Conv2dConfig::new().padding(1);
+    assert_eq!(
+        conv2d_output_shape(&[1, 3, 224, 224], &[64, 3, 3, 3], &c3).unwrap(),
+        [1, 64, 224, 224]
+    );
+    let s2 = Conv2dConfig::new().stride(2).padding(3);
+    assert_eq!(
+        conv2d_output_shape(&[2, 3, 224, 224], &[64, 3, 7, 7], &s2).unwrap(),
+        [2, 64, 112, 112]
+    );
+    let dil = Conv2dConfig::new().dilation(2);
+    // floor((10 - 2*(3-1) - 1) / 1) + 1 = 6; floor((9 + 0 - 2*(5-1) - 1)/1) + 1 = 1
+    assert_eq!(
+        conv2d_output_shape(&[1, 1, 10, 9], &[1, 1, 3, 5], &dil).unwrap(),
+        [1, 1, 6, 1]
+    );
+    let asym = Conv2dConfig {
+        stride: [2, 1],
+        padding: [0, 1],
+        ..Default::default()
+    };
+    assert_eq!(
+        conv2d_output_shape(&[1, 2, 8, 7], &[4, 2, 3, 2], &asym).unwrap(),
+        [1, 4, 3, 8]
+    );
+    assert_eq!(
+        conv2d_flops(&[1, 64, 56, 56], &[128, 64, 3, 3], &c3).unwrap(),
+        2 * 128 * 56 * 56 * 64 * 9
+    );
+    let dw = Conv2dConfig::new().groups(32).padding(1);
+    assert_eq!(
+        conv2d_flops(&[1, 32, 8, 8], &[32, 1, 3, 3], &dw).unwrap(),
+        2 * 32 * 64 * 9
+    );
+    assert_eq!(
+        Conv2dConfig::new(),
+        Conv2dConfig {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1
+        }
+    );
+}
+
+#[test]
+fn conv2d_rejects_bad_shapes() {
+    let _serial = serial();
+    let c = ctx();
+    let one = Conv2dConfig::new();
+    // channel mismatch
+    assert!(conv2d_output_shape(&[1, 3, 8, 8], &[4, 2, 3, 3], &one).is_err());
+    // groups not dividing the channels
+    assert!(conv2d_output_shape(&[1, 6, 8, 8], &[4, 1, 3, 3], &one.groups(4)).is_err());
+    assert!(conv2d_output_shape(&[1, 6, 8, 8], &[4, 2, 3, 3], &one.groups(3)).is_err());
+    // kernel larger than the padded input (dilation counts)
+    assert!(conv2d_output_shape(&[1, 1, 4, 4], &[1, 1, 5, 3], &one).is_err());
+    assert!(conv2d_output_shape(&[1, 1, 4, 4], &[1, 1, 3, 3], &one.dilation(2)).is_err());
+    assert!(conv2d_output_shape(&[1, 1, 4, 4], &[1, 1, 5, 3], &one.padding(1)).is_ok());
+    // wrong rank, zero sizes and zero stride / groups
+    assert!(conv2d_output_shape(&[1, 3, 8], &[4, 3, 3, 3], &one).is_err());
+    assert!(conv2d_output_shape(&[0, 3, 8, 8], &[4, 3, 3, 3], &one).is_err());
+    assert!(conv2d_output_shape(&[1, 3, 8, 8], &[4, 3, 3, 3], &one.stride(0)).is_err());
+    assert!(conv2d_output_shape(&[1, 3, 8, 8], &[4, 3, 3, 3], &one.groups(0)).is_err());
+    assert!(conv2d_flops(&[1, 3, 8, 8], &[4, 2, 3, 3], &one).is_err());
+
+    let x = zeros(&[2, 3, 8, 8]);
+    let w = zeros(&[4, 3, 3, 3]);
+    let b = zeros(&[4]);
+    let y = zeros(&[2, 4, 6, 6]);
+    assert!(conv2d_forward(c, &y, &x, &w, Some(&b), &one).is_ok());
+    // wrong output shape, wrong bias shape, weight for another Cin
+    assert!(conv2d_forward(c, &zeros(&[2, 4, 8, 8]), &x, &w, Some(&b), &one).is_err());
+    assert!(conv2d_forward(c, &y, &x, &w, Some(&zeros(&[3])), &one).is_err());
+    assert!(conv2d_forward(c, &y, &x, &zeros(&[4, 2, 3, 3]), None, &one).is_err());
+    // backward to the input: dy and dx must match the geometry
+    assert!(conv2d_backward_input(c, &x, &y, &w, &one, false).is_ok());
+    assert!(conv2d_backward_input(c, &x, &zeros(&[2, 4, 6, 5]), &w, &one, false).is_err());
+    assert!(conv2d_backward_input(c, &zeros(&[2, 2, 8, 8]), &y, &w, &one, false).is_err());
+    // backward to the weight: dw, db and dy
+    assert!(conv2d_backward_weight(c, &w, Some(&b), &y, &x, &one, false).is_ok());
+    assert!(conv2d_backward_weight(c, &zeros(&[4, 3, 3, 2]), None, &y, &x, &one, false).is_err());
+    assert!(conv2d_backward_weight(c, &w, Some(&zeros(&[5])), &y, &x, &one, false).is_err());
+    assert!(conv2d_backward_weight(c, &w, None, &zeros(&[1, 4, 6, 6]), &x, &one, false).is_err());
+    // element type
+    let xu = cnnvis::Tensor::from_u32(c, &[2, 3, 8, 8], &[0; 384]).unwrap();
+    assert!(conv2d_forward(c, &y, &xu, &w, None, &one).is_err());
+}
+
+/// Median seconds per run of `ds` over `samples` samples, each recording them enough times in
+/// one submission to last about 0.1 s (fast GPUs need many; lavapipe a few).
+fn time_runs(ds: &[&Dispatch], samples: usize) -> f64 {
+    let once = |reps: usize| {
+        let list: Vec<&Dispatch> = (0..reps).flat_map(|_| ds.iter().copied()).collect();
+        let start = std::time::Instant::now();
+        run(&list);
+        start.elapsed().as_secs_f64()
+    };
+    let first = once(1); // compiles pipelines, warms caches
+    println!("first run (compiles) {:.0} ms", first * 1e3);
+    let reps = (0.1 / once(1)).clamp(2.0, 1000.0) as usize;
+    let mut t: Vec<f64> = (0..samples).map(|_| once(reps) / reps as f64).collect();
+    t.sort_by(f64::total_cmp);
+    t[samples / 2]
+}
+
+/// Ad-hoc throughput probe at a VGG16 shape: `cargo test --release --test conv2d -- --ignored
+/// --nocapture`. CONV2D_TIMING="hw cin cout" picks another shape.
+#[test]
+#[ignore]
+fn conv2d_timing_vgg_layer() {
+    let _serial = serial();
+    let c = ctx();
+    let dims: Vec<usize> = std::env::var("CONV2D_TIMING")
+        .unwrap_or_else(|_| "56 256 256".into())
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (hw, cin, cout) = (dims[0], dims[1], dims[2]);
+    let cfg = Conv2dConfig::new().padding(1);
+    let (xs, ws) = ([1, cin, hw, hw], [cout, cin, 3, 3]);
+    let ys = conv2d_output_shape(&xs, &ws, &cfg).unwrap();
+    let flops = conv2d_flops(&xs, &ws, &cfg).unwrap() as f64;
+    let mut rng = Rng::new(99);
+    let x = upload(&xs, &rng.vec(xs.iter().product(), -1.0, 1.0));
+    let w = upload(&ws, &rng.vec(ws.iter().product(), -1.0, 1.0));
+    let b = upload(&[cout], &rng.vec(cout, -1.0, 1.0));
+    let dy = upload(&ys, &rng.vec(ys.iter().product(), -1.0, 1.0));
+    let (y, dx, dw, db) = (zeros(&ys), zeros(&xs), zeros(&ws), zeros(&[cout]));
+    let fwd = conv2d_forward(c, &y, &x, &w, Some(&b), &cfg).unwrap();
+    let bwi = conv2d_backward_input(c, &dx, &dy, &w, &cfg, false).unwrap();
+    let bww = conv2d_backward_weight(c, &dw, Some(&db), &dy, &x, &cfg, false).unwrap();
+    let out = zeros(&[1 << 16]);
+    let (peak, peak_flops) = cnnvis::ops::fma_peak::fma_peak(c, &out, 1 << 16, 256).unwrap();
+    let s = time_runs(&[&peak], 3);
+    println!("fma peak {:7.2} GFLOP/s", peak_flops as f64 / s / 1e9);
+    let passes: [(&str, Vec<&Dispatch>); 3] = [
+        ("forward", vec![&fwd]),
+        ("backward-input", vec![&bwi]),
+        ("backward-weight", bww.iter().collect()),
+    ];
+    for (name, ds) in passes {
+        let s = time_runs(&ds, 3);
+        println!(
+            "conv {hw}x{hw} {cin}->{cout} 3x3 {name:<16} {:8.2} ms {:7.2} GFLOP/s",
+            s * 1e3,
+            flops / s / 1e9
+        );
+    }
+}
