@@ -17,6 +17,8 @@
 //! # Ok::<(), cnnvis::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod gpu;
 pub mod ops;
