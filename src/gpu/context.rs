@@ -53,6 +53,8 @@ pub struct GpuContext {
     pub(crate) kernels: KernelRegistry,
     pub(crate) pool: Arc<BufferPool>,
     staging: Mutex<Option<wgpu::Buffer>>,
+    /// Bound where a kernel's optional input (a bias) is absent; made once, on first use.
+    placeholder: Mutex<Option<crate::gpu::tensor::Tensor>>,
     /// Errors that escaped every error scope (only for devices we created).
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -117,6 +119,7 @@ impl GpuContext {
             kernels: KernelRegistry::default(),
             pool: Arc::new(BufferPool::default()),
             staging: Mutex::new(None),
+            placeholder: Mutex::new(None),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -139,6 +142,18 @@ impl GpuContext {
     /// The pool that dropped tensors return their buffers to.
     pub fn pool(&self) -> &BufferPool {
         &self.pool
+    }
+
+    /// A small zero-filled tensor to bind where a kernel's optional input is absent; shared by
+    /// every such launch (kernels only read it).
+    pub fn placeholder(&self) -> Result<crate::gpu::tensor::Tensor> {
+        let mut slot = self.placeholder.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = crate::gpu::tensor::Tensor::zeros(self, &[4])?;
+        *slot = Some(t.clone());
+        Ok(t)
     }
 
     /// The device limits in force.

@@ -148,11 +148,6 @@ impl GpuContext {
             self.limits().max_compute_workgroups_per_dimension,
         )
     }
-
-    /// A small zero-filled tensor to bind where a kernel's optional input is absent.
-    pub fn placeholder(&self) -> Result<Tensor> {
-        Tensor::zeros(self, &[4])
-    }
 }
 
 /// Splits `threads` into a 2-D grid of `wg`-thread workgroups with at most `max` per dimension.
