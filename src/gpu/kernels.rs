@@ -107,11 +107,35 @@ pub fn all_kernels() -> Vec<Kernel> {
         .collect()
 }
 
+/// One cache slot: its own lock, so that threads asking for the same kernel wait for one
+/// compilation (20-40 ms on lavapipe, seconds for the big conv kernels) instead of repeating
+/// it, while different kernels still compile in parallel.
+type Slot<T> = Arc<Mutex<Option<Arc<T>>>>;
+
 /// Shader modules and pipelines, each created once per context.
 #[derive(Default)]
 pub(crate) struct KernelRegistry {
-    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
+    modules: Mutex<HashMap<Shader, Slot<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<Kernel, Slot<wgpu::ComputePipeline>>>,
+}
+
+fn slot<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Slot<T>>>, key: K) -> Slot<T> {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// The slot's value, creating it with `make` when empty; a failed `make` leaves it empty.
+fn get_or_create<T>(slot: &Slot<T>, make: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(v) = guard.as_ref() {
+        return Ok(v.clone());
+    }
+    let v = Arc::new(make()?);
+    *guard = Some(v.clone());
+    Ok(v)
 }
 
 impl KernelRegistry {
@@ -121,22 +145,14 @@ impl KernelRegistry {
         ctx: &GpuContext,
         kernel: Kernel,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        if let Some(p) = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&kernel)
-        {
-            return Ok(p.clone());
-        }
-        let module = self.module(ctx, kernel.shader)?;
-        let pipeline = ctx.scoped(
-            &format!(
+        get_or_create(&slot(&self.pipelines, kernel), || {
+            let module = self.module(ctx, kernel.shader)?;
+            let context = format!(
                 "building pipeline {}::{}",
                 kernel.shader.file(),
                 kernel.entry
-            ),
-            || {
+            );
+            ctx.scoped(&context, || {
                 ctx.device()
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                         label: Some(kernel.entry),
@@ -146,39 +162,21 @@ impl KernelRegistry {
                         compilation_options: Default::default(),
                         cache: None,
                     })
-            },
-        )?;
-        let pipeline = Arc::new(pipeline);
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(kernel, pipeline.clone());
-        Ok(pipeline)
+            })
+        })
     }
 
     fn module(&self, ctx: &GpuContext, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
-        if let Some(m) = self
-            .modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&shader)
-        {
-            return Ok(m.clone());
-        }
-        let source = shader.source();
-        let module = ctx.scoped(&format!("compiling {}", shader.file()), || {
-            ctx.device()
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.file()),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
-                })
-        })?;
-        let module = Arc::new(module);
-        self.modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(shader, module.clone());
-        Ok(module)
+        get_or_create(&slot(&self.modules, shader), || {
+            let source = shader.source();
+            ctx.scoped(&format!("compiling {}", shader.file()), || {
+                ctx.device()
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.file()),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    })
+            })
+        })
     }
 }
 
