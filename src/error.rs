@@ -99,6 +99,9 @@ pub enum Error {
         /// What is wrong, with the shapes involved.
         message: String,
     },
+    /// A weights file could not be read, or does not match the model.
+    #[error(transparent)]
+    Model(#[from] crate::model::weights::ModelError),
 }
 
 impl Error {

@@ -6,6 +6,7 @@
 //! - [`gpu`]: the runtime: [`GpuContext`] (adapter choice or a host app's device), [`Tensor`]
 //!   (shaped GPU buffers, pooled), the kernel registry and [`gpu::Dispatch`].
 //! - [`ops`]: layer kernels, each forward beside its backward passes.
+//! - [`model`]: weights from safetensors files (memory-mapped; f32, f16, bf16 to f32).
 //!
 //! ```no_run
 //! use cnnvis::{GpuContext, Tensor, ops::relu};
@@ -21,6 +22,7 @@
 
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 
 pub use error::{Error, GpuError, Result};

@@ -150,6 +150,35 @@ impl Tensor {
         self.write_bytes(ctx, bytemuck::cast_slice(data), data.len())
     }
 
+    /// Overwrites `data.len()` f32 values starting at element `offset`, leaving the rest as is,
+    /// so large tensors can be uploaded in chunks without a full-size host copy.
+    pub fn write_at(&self, ctx: &GpuContext, offset: usize, data: &[f32]) -> Result<()> {
+        if self.dtype != DType::F32 {
+            return Err(Error::shape("tensor write_at", "f32 data for a u32 tensor"));
+        }
+        let fits = offset
+            .checked_add(data.len())
+            .is_some_and(|end| end <= self.numel());
+        if !fits {
+            return Err(Error::shape(
+                "tensor write_at",
+                format!(
+                    "{} values at element {offset} overrun a tensor of shape {:?} ({} values)",
+                    data.len(),
+                    self.shape,
+                    self.numel()
+                ),
+            ));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        ctx.scoped("uploading part of a tensor", || {
+            ctx.queue()
+                .write_buffer(self.buffer(), offset as u64 * 4, bytemuck::cast_slice(data));
+        })
+    }
+
     fn write_bytes(&self, ctx: &GpuContext, bytes: &[u8], len: usize) -> Result<()> {
         if len != self.numel() {
             return Err(Error::shape(

@@ -1,0 +1,3 @@
+//! Loading trained models: weights from safetensors files, checked against what a network expects.
+
+pub mod weights;
