@@ -102,6 +102,9 @@ pub enum Error {
     /// A weights file could not be read, or does not match the model.
     #[error(transparent)]
     Model(#[from] crate::model::weights::ModelError),
+    /// An input image could not be read, decoded or preprocessed.
+    #[error(transparent)]
+    Input(#[from] crate::model::preprocess::InputError),
 }
 
 impl Error {

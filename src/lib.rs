@@ -6,7 +6,8 @@
 //! - [`gpu`]: the runtime: [`GpuContext`] (adapter choice or a host app's device), [`Tensor`]
 //!   (shaped GPU buffers, pooled), the kernel registry and [`gpu::Dispatch`].
 //! - [`ops`]: layer kernels, each forward beside its backward passes.
-//! - [`model`]: weights from safetensors files (memory-mapped; f32, f16, bf16 to f32).
+//! - [`model`]: weights from safetensors files (memory-mapped; f32, f16, bf16 to f32),
+//!   batch-norm folding, image preprocessing (bilinear resize, normalization).
 //!
 //! ```no_run
 //! use cnnvis::{GpuContext, Tensor, ops::relu};
