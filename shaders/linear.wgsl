@@ -14,6 +14,9 @@
 //   * backward to input: one thread per (4 consecutive k, 4 batch rows), an M-long loop;
 //   * backward to weight: one thread per (output m, 4 consecutive k), an N-long loop (N is a
 //     batch, small); backward to bias: one thread per output.
+// Row blocks: a weight too large for one storage binding (VGG16's classifier.0, 411 MB) is
+// split into blocks of rows; each launch then covers outputs [off, off + M) of a y / dy whose
+// rows are ld long.
 // Rows or columns past the end of a block are clamped to the last valid one so that the inner
 // loops stay branch-free; their duplicate results are dropped at the store.
 
@@ -23,9 +26,9 @@ struct LinearParams {
     m: u32,          // output features
     has_bias: u32,
     accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    ld: u32,         // row stride of y and dy (M unless the weight is one row block of a larger layer)
+    off: u32,        // column of y / dy where this weight's outputs start
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LinearParams;
@@ -89,7 +92,7 @@ fn finish_forward(lid: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec
             if (p.has_bias != 0u) {
                 v += b[m];
             }
-            y[n * p.m + m] = v;
+            y[n * p.ld + p.off + m] = v;
         }
     }
 }
@@ -216,10 +219,10 @@ fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let c1 = min(k0 + 1u, p.k - 1u);
     let c2 = min(k0 + 2u, p.k - 1u);
     let c3 = min(k0 + 3u, p.k - 1u);
-    let r0 = n0 * p.m;
-    let r1 = min(n0 + 1u, p.n - 1u) * p.m;
-    let r2 = min(n0 + 2u, p.n - 1u) * p.m;
-    let r3 = min(n0 + 3u, p.n - 1u) * p.m;
+    let r0 = n0 * p.ld + p.off;
+    let r1 = min(n0 + 1u, p.n - 1u) * p.ld + p.off;
+    let r2 = min(n0 + 2u, p.n - 1u) * p.ld + p.off;
+    let r3 = min(n0 + 3u, p.n - 1u) * p.ld + p.off;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -266,10 +269,10 @@ fn linear_backward_input_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
     if (k0 >= p.k) { return; }
     let k4 = p.k / 4u;
     let q = k0 / 4u;
-    let r0 = n0 * p.m;
-    let r1 = min(n0 + 1u, p.n - 1u) * p.m;
-    let r2 = min(n0 + 2u, p.n - 1u) * p.m;
-    let r3 = min(n0 + 3u, p.n - 1u) * p.m;
+    let r0 = n0 * p.ld + p.off;
+    let r1 = min(n0 + 1u, p.n - 1u) * p.ld + p.off;
+    let r2 = min(n0 + 2u, p.n - 1u) * p.ld + p.off;
+    let r3 = min(n0 + 3u, p.n - 1u) * p.ld + p.off;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -308,7 +311,7 @@ fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>,
     var a = vec4<f32>(0.0);
     for (var n = 0u; n < p.n; n++) {
         let base = n * p.k;
-        a += dy[n * p.m + m] * vec4<f32>(x[base + k0], x[base + c1], x[base + c2], x[base + c3]);
+        a += dy[n * p.ld + p.off + m] * vec4<f32>(x[base + k0], x[base + c1], x[base + c2], x[base + c3]);
     }
     for (var j = 0u; j < 4u; j++) {
         if (k0 + j < p.k) {
@@ -333,7 +336,7 @@ fn linear_backward_weight_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
     let q = t % k4;
     var a = vec4<f32>(0.0);
     for (var n = 0u; n < p.n; n++) {
-        a += dy[n * p.m + m] * x4[n * k4 + q];
+        a += dy[n * p.ld + p.off + m] * x4[n * k4 + q];
     }
     if (p.accumulate != 0u) {
         dw4[t] = dw4[t] + a;
@@ -350,7 +353,7 @@ fn linear_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>,
     if (m >= p.m) { return; }
     var s = 0.0;
     for (var n = 0u; n < p.n; n++) {
-        s += dy[n * p.m + m];
+        s += dy[n * p.ld + p.off + m];
     }
     if (p.accumulate != 0u) {
         db[m] = db[m] + s;

@@ -28,5 +28,6 @@ pub mod ops;
 
 pub use error::{Error, GpuError, Result};
 pub use gpu::{GpuContext, Tensor};
+pub use model::{LoadOptions, Model};
 /// The wgpu this crate is built against, for hosts that share a device with cnnvis.
 pub use wgpu;

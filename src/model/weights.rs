@@ -150,6 +150,38 @@ pub enum ModelError {
         /// Its stored dtype.
         dtype: WeightDType,
     },
+    /// A `cnnvis.graph` description is malformed or inconsistent with its weights.
+    #[error("graph description ({origin}): {detail}")]
+    InvalidGraph {
+        /// Where the description came from (a sidecar path or a weights file's metadata).
+        origin: String,
+        /// What is wrong, naming the layer or field.
+        detail: String,
+    },
+    /// The tensors match no built-in architecture and no graph description was given.
+    #[error(
+        "weights file {}: unrecognized architecture: {detail}. Pass the architecture explicitly \
+         (--arch; built-ins: {known}) or describe the network with a cnnvis.graph JSON",
+        path.display()
+    )]
+    UnknownArchitecture {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        detail: String,
+        /// The built-in names.
+        known: String,
+    },
+    /// A layer name that the model does not have.
+    #[error("model {model} has no layer `{name}`; layers include: {known}")]
+    UnknownLayer {
+        /// The model's architecture name.
+        model: String,
+        /// The name asked for.
+        name: String,
+        /// Some of the valid names.
+        known: String,
+    },
 }
 
 enum Bytes {
@@ -339,10 +371,37 @@ impl Weights {
             }
             .into());
         }
+        let rows = expected_shape.first().copied().unwrap_or(1);
+        self.upload_rows(ctx, name, 0..rows)
+    }
+
+    /// Uploads rows `rows` (along the first axis) of `name` as an f32 tensor of shape
+    /// `[rows.len(), rest...]`: how a layer too large for one storage binding is split. The
+    /// shape is not checked against a model here; see [`Weights::upload`].
+    pub fn upload_rows(
+        &self,
+        ctx: &GpuContext,
+        name: &str,
+        rows: Range<usize>,
+    ) -> crate::Result<Tensor> {
         let (entry, bytes) = self.convertible(name)?;
         let dtype = &entry.info.dtype;
         let elem = dtype.f32_convertible_size().unwrap_or(4);
-        let tensor = Tensor::empty(ctx, &entry.info.shape, DType::F32)?;
+        let shape = &entry.info.shape;
+        let total_rows = shape.first().copied().unwrap_or(1);
+        let row_elems: usize = shape.iter().skip(1).product();
+        if rows.start > rows.end || rows.end > total_rows {
+            return Err(crate::Error::shape(
+                "upload_rows",
+                format!("rows {rows:?} of tensor `{name}` with shape {shape:?}"),
+            ));
+        }
+        let mut out_shape = shape.clone();
+        if let Some(first) = out_shape.first_mut() {
+            *first = rows.len();
+        }
+        let bytes = &bytes[rows.start * row_elems * elem..rows.end * row_elems * elem];
+        let tensor = Tensor::empty(ctx, &out_shape, DType::F32)?;
         let mut buf = Vec::with_capacity(CHUNK_ELEMS.min(bytes.len() / elem));
         for (i, chunk) in bytes.chunks(CHUNK_ELEMS * elem).enumerate() {
             buf.clear();

@@ -36,7 +36,9 @@ struct LinearParams {
     m: u32,
     has_bias: u32,
     accumulate: u32,
-    _pad: [u32; 3],
+    ld: u32,
+    off: u32,
+    _pad: u32,
 }
 const _: () = assert!(std::mem::size_of::<LinearParams>() == 32);
 
@@ -60,6 +62,25 @@ fn weight_dims(op: &'static str, name: &str, w: &Tensor) -> Result<(usize, usize
     Ok((s[0], s[1]))
 }
 
+/// Which outputs of a layer a weight covers: rows `[offset, offset + M)` of a `[total, K]`
+/// weight, so `y` and `dy` are `[N, total]`.
+#[derive(Debug, Clone, Copy)]
+struct RowBlock {
+    offset: usize,
+    total: usize,
+}
+
+/// Checks a row block against the weight's `m` and the output's width, returning it.
+fn row_block(op: &'static str, m: usize, offset: usize, total: usize) -> Result<RowBlock> {
+    if offset.checked_add(m).is_none_or(|end| end > total) {
+        return Err(Error::shape(
+            op,
+            format!("a block of {m} weight rows at offset {offset} does not fit {total} outputs"),
+        ));
+    }
+    Ok(RowBlock { offset, total })
+}
+
 /// Builds the uniform, refusing sizes whose flat indices would overflow the kernels' u32.
 fn params(
     op: &'static str,
@@ -68,6 +89,7 @@ fn params(
     m: usize,
     has_bias: bool,
     accumulate: bool,
+    block: RowBlock,
 ) -> Result<LinearParams> {
     to_u32(op, "N * K", n.saturating_mul(k))?;
     to_u32(op, "M * K", m.saturating_mul(k))?;
@@ -80,7 +102,9 @@ fn params(
         m: to_u32(op, "M", m)?,
         has_bias: has_bias as u32,
         accumulate: accumulate as u32,
-        _pad: [0; 3],
+        ld: to_u32(op, "y columns", block.total)?,
+        off: to_u32(op, "row block offset", block.offset)?,
+        _pad: 0,
     })
 }
 
@@ -92,6 +116,21 @@ pub fn linear_forward(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
+) -> Result<Dispatch> {
+    linear_forward_rows(ctx, y, x, w, b, 0)
+}
+
+/// [`linear_forward`] for one block of a layer's weight rows: `w` `[M, K]` holds rows
+/// `[offset, offset + M)` of the layer's weight (and `b` the same bias entries), and the
+/// launch writes columns `[offset, offset + M)` of `y` `[N, total]`. Layers whose weight
+/// exceeds one storage binding run as several such launches.
+pub fn linear_forward_rows(
+    ctx: &GpuContext,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    offset: usize,
 ) -> Result<Dispatch> {
     const OP: &str = "linear_forward";
     let (n, k) = flat_rows(OP, "x", x)?;
@@ -111,8 +150,15 @@ pub fn linear_forward(
         expect_shape(OP, "b", b, &[m])?;
     }
     expect_dtype(OP, "y", y, DType::F32)?;
-    expect_shape(OP, "y", y, &[n, m])?;
-    let params = params(OP, n, k, m, b.is_some(), false)?;
+    let sy = expect_rank(OP, "y", y, 2)?;
+    if sy[0] != n {
+        return Err(Error::shape(
+            OP,
+            format!("y has shape {sy:?}, expected {n} rows (x {:?})", x.shape()),
+        ));
+    }
+    let block = row_block(OP, m, offset, sy[1])?;
+    let params = params(OP, n, k, m, b.is_some(), false, block)?;
     let placeholder;
     let bias = match b {
         Some(b) => b,
@@ -145,12 +191,26 @@ pub fn linear_backward_input(
     w: &Tensor,
     accumulate: bool,
 ) -> Result<Dispatch> {
+    linear_backward_input_rows(ctx, dx, dy, w, 0, accumulate)
+}
+
+/// [`linear_backward_input`] for one block of weight rows (see [`linear_forward_rows`]): reads
+/// columns `[offset, offset + M)` of `dy` `[N, total]`. The blocks of one layer add up, so all
+/// but the first launch take `accumulate`.
+pub fn linear_backward_input_rows(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    offset: usize,
+    accumulate: bool,
+) -> Result<Dispatch> {
     const OP: &str = "linear_backward_input";
     let (m, k) = weight_dims(OP, "w", w)?;
     expect_dtype(OP, "dy", dy, DType::F32)?;
     let sdy = expect_rank(OP, "dy", dy, 2)?;
     let n = sdy[0];
-    expect_shape(OP, "dy", dy, &[n, m])?;
+    let block = row_block(OP, m, offset, sdy[1])?;
     let (ndx, kdx) = flat_rows(OP, "dx", dx)?;
     if (ndx, kdx) != (n, k) {
         return Err(Error::shape(
@@ -163,7 +223,7 @@ pub fn linear_backward_input(
             ),
         ));
     }
-    let params = params(OP, n, k, m, false, accumulate)?;
+    let params = params(OP, n, k, m, false, accumulate, block)?;
     let threads = k.div_ceil(4) * n.div_ceil(4);
     let grid = ctx.grid_1d(threads)?;
     if k % 4 == 0 {
@@ -204,11 +264,12 @@ pub fn linear_backward_weight(
     }
     expect_dtype(OP, "dy", dy, DType::F32)?;
     expect_shape(OP, "dy", dy, &[n, m])?;
+    let block = row_block(OP, m, 0, m)?;
     if let Some(db) = db {
         expect_dtype(OP, "db", db, DType::F32)?;
         expect_shape(OP, "db", db, &[m])?;
     }
-    let params = params(OP, n, k, m, db.is_some(), accumulate)?;
+    let params = params(OP, n, k, m, db.is_some(), accumulate, block)?;
     let mut out = Vec::with_capacity(2);
     if k % 4 == 0 {
         out.push(ctx.dispatch(

@@ -1,0 +1,361 @@
+//! Forward and backward schedules of a [`Model`] for one input shape: every activation and
+//! gradient buffer allocated once, every [`Dispatch`] built once, so a step is recorded into
+//! one compute pass and one submission and can be replayed without rebuilding anything.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Dispatch, GpuContext, Tensor};
+use crate::model::graph::{LayerIndex, Model, NodeOp, Src};
+use crate::model::weights::ModelError;
+use crate::ops::conv2d::{conv2d_backward_input, conv2d_forward};
+use crate::ops::elementwise::{
+    add_backward, add_forward, batchnorm_affine_backward_input, batchnorm_affine_forward,
+};
+use crate::ops::linear::{linear_backward_input_rows, linear_forward_rows};
+use crate::ops::pool::{
+    adaptive_avgpool2d_backward, adaptive_avgpool2d_forward, avgpool2d_backward, avgpool2d_forward,
+    maxpool2d_backward, maxpool2d_forward,
+};
+use crate::ops::relu::{relu_backward, relu_forward, ReluRule};
+
+/// The forward pass of a model for one input shape `[N, C, H, W]`.
+#[derive(Debug)]
+pub struct ForwardPlan {
+    input: Tensor,
+    acts: Vec<Tensor>,
+    argmax: Vec<Option<Tensor>>,
+    dispatches: Vec<Dispatch>,
+    output: usize,
+    index: Arc<LayerIndex>,
+}
+
+impl Model {
+    /// Allocates activations for inputs of `input_shape` `[N, C, H, W]` and builds the
+    /// forward launches. Fails with a message naming the layer when a shape does not fit (an
+    /// image size whose flattened features differ from a dense layer's weight, say).
+    pub fn forward_plan(&self, ctx: &GpuContext, input_shape: [usize; 4]) -> Result<ForwardPlan> {
+        let c = self.preprocess().channels.count();
+        if input_shape[1] != c || input_shape.contains(&0) {
+            return Err(Error::shape(
+                "model",
+                format!(
+                    "input shape {input_shape:?} does not fit model {} (expects [N, {c}, H, W] \
+                     with N, H, W > 0)",
+                    self.arch()
+                ),
+            ));
+        }
+        let input = Tensor::zeros(ctx, &input_shape)?;
+        let mut acts: Vec<Tensor> = Vec::with_capacity(self.nodes.len());
+        let mut argmax = Vec::with_capacity(self.nodes.len());
+        let mut dispatches = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let ins: Vec<&Tensor> = node
+                .inputs
+                .iter()
+                .map(|s| match s {
+                    Src::Input => &input,
+                    Src::Node(i) => &acts[*i],
+                })
+                .collect();
+            let in_shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape()).collect();
+            let wrap = |e: Error| match e {
+                Error::Shape { message, .. } => Error::shape(
+                    "model",
+                    format!(
+                        "layer `{}` ({}) with input {input_shape:?}: {message}",
+                        node.name, node.kind
+                    ),
+                ),
+                other => other,
+            };
+            let shape = node.op.output_shape(&in_shapes).map_err(wrap)?;
+            let x = ins[0];
+            let mut am = None;
+            let y = match &node.op {
+                NodeOp::Flatten => x.reshape(&shape)?,
+                NodeOp::Identity => x.clone(),
+                _ => {
+                    let y = Tensor::empty(ctx, &shape, DType::F32).map_err(wrap)?;
+                    match &node.op {
+                        NodeOp::Conv { w, b, cfg } => {
+                            dispatches.push(conv2d_forward(ctx, &y, x, w, b.as_ref(), cfg)?)
+                        }
+                        NodeOp::Affine { scale, shift } => {
+                            dispatches.push(batchnorm_affine_forward(ctx, &y, x, scale, shift)?)
+                        }
+                        NodeOp::Relu => dispatches.push(relu_forward(ctx, &y, x)?),
+                        NodeOp::MaxPool(cfg) => {
+                            let a = Tensor::empty(ctx, &shape, DType::U32)?;
+                            dispatches.push(maxpool2d_forward(ctx, &y, &a, x, cfg)?);
+                            am = Some(a);
+                        }
+                        NodeOp::AvgPool(cfg) => {
+                            dispatches.push(avgpool2d_forward(ctx, &y, x, cfg)?)
+                        }
+                        NodeOp::AdaptiveAvgPool(_) => {
+                            dispatches.push(adaptive_avgpool2d_forward(ctx, &y, x)?)
+                        }
+                        NodeOp::Linear { blocks, .. } => {
+                            for blk in blocks {
+                                dispatches.push(linear_forward_rows(
+                                    ctx,
+                                    &y,
+                                    x,
+                                    &blk.w,
+                                    blk.b.as_ref(),
+                                    blk.offset,
+                                )?);
+                            }
+                        }
+                        NodeOp::Add => dispatches.push(add_forward(ctx, &y, x, ins[1])?),
+                        NodeOp::Flatten | NodeOp::Identity => {}
+                    }
+                    y
+                }
+            };
+            acts.push(y);
+            argmax.push(am);
+        }
+        Ok(ForwardPlan {
+            input,
+            acts,
+            argmax,
+            dispatches,
+            output: self.output,
+            index: self.index.clone(),
+        })
+    }
+
+    /// Runs the model on a preprocessed batch `[N, C, H, W]` and returns the logits, one row
+    /// per image.
+    pub fn predict(
+        &self,
+        ctx: &GpuContext,
+        input: &[f32],
+        shape: [usize; 4],
+    ) -> Result<Vec<Vec<f32>>> {
+        let plan = self.forward_plan(ctx, shape)?;
+        plan.input().write(ctx, input)?;
+        plan.run(ctx)?;
+        let logits = plan.output().download(ctx)?;
+        let per = logits.len() / shape[0].max(1);
+        Ok(logits.chunks(per.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Builds the backward launches of `forward` from `from`'s output back to `to`'s output
+    /// (`None`: the input image), with `rule` at every ReLU. The caller fills
+    /// [`BackwardPlan::seed`] (the gradient at `from`) and records `forward` then this plan
+    /// into one submission.
+    pub fn backward_plan(
+        &self,
+        ctx: &GpuContext,
+        forward: &ForwardPlan,
+        from: &str,
+        to: Option<&str>,
+        rule: ReluRule,
+    ) -> Result<BackwardPlan> {
+        let from_node = match self.index.find(from)? {
+            Src::Node(i) => i,
+            Src::Input => {
+                return Err(Error::shape(
+                    "model",
+                    "the backward pass cannot start at the input",
+                ))
+            }
+        };
+        let to_src = match to {
+            None => Src::Input,
+            Some(name) => self.index.find(name)?,
+        };
+        let n = self.nodes.len();
+        // Nodes on some path from `to` to `from`: descendants of `to` that reach `from`.
+        let mut reaches = vec![false; n];
+        reaches[from_node] = true;
+        for i in (0..from_node).rev() {
+            reaches[i] = (i + 1..=from_node)
+                .any(|j| reaches[j] && self.nodes[j].inputs.contains(&Src::Node(i)));
+        }
+        let mut below = vec![false; n];
+        for (i, node) in self.nodes.iter().enumerate().take(from_node + 1) {
+            below[i] = node
+                .inputs
+                .iter()
+                .any(|s| *s == to_src || matches!(s, Src::Node(j) if below[*j]));
+        }
+        let on_path = |i: usize| reaches[i] && below[i];
+        if !on_path(from_node) {
+            return Err(Error::shape(
+                "model",
+                format!(
+                    "layer `{}` does not feed layer `{from}`, so no gradient flows between them",
+                    to.unwrap_or("input")
+                ),
+            ));
+        }
+        let grads: Vec<Option<Tensor>> = (0..n)
+            .map(|i| {
+                (on_path(i) || to_src == Src::Node(i))
+                    .then(|| Tensor::zeros(ctx, forward.acts[i].shape()))
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        let input_grad = if to_src == Src::Input {
+            Some(Tensor::zeros(ctx, forward.input.shape())?)
+        } else {
+            None
+        };
+        let mut written = vec![false; n];
+        let mut input_written = false;
+        let mut dispatches = Vec::new();
+        for i in (0..=from_node).rev() {
+            if !on_path(i) {
+                continue;
+            }
+            let node = &self.nodes[i];
+            let dy = grads[i]
+                .as_ref()
+                .expect("every node on the path has a gradient");
+            for src in &node.inputs {
+                let (dx, acc) = match *src {
+                    Src::Input if to_src == Src::Input => {
+                        let acc = input_written;
+                        input_written = true;
+                        (input_grad.as_ref().expect("allocated for Src::Input"), acc)
+                    }
+                    Src::Node(j) if on_path(j) || to_src == Src::Node(j) => {
+                        let acc = written[j];
+                        written[j] = true;
+                        (grads[j].as_ref().expect("allocated on the path"), acc)
+                    }
+                    _ => continue,
+                };
+                let x = match node.inputs[0] {
+                    Src::Input => &forward.input,
+                    Src::Node(j) => &forward.acts[j],
+                };
+                match &node.op {
+                    NodeOp::Conv { w, cfg, .. } => {
+                        dispatches.push(conv2d_backward_input(ctx, dx, dy, w, cfg, acc)?)
+                    }
+                    NodeOp::Affine { scale, .. } => {
+                        dispatches.push(batchnorm_affine_backward_input(ctx, dx, dy, scale, acc)?)
+                    }
+                    NodeOp::Relu => dispatches.push(relu_backward(ctx, dx, dy, x, rule, acc)?),
+                    NodeOp::MaxPool(cfg) => {
+                        let am = forward.argmax[i].as_ref().expect("max pools keep argmax");
+                        dispatches.push(maxpool2d_backward(ctx, dx, dy, am, cfg, acc)?)
+                    }
+                    NodeOp::AvgPool(cfg) => {
+                        dispatches.push(avgpool2d_backward(ctx, dx, dy, cfg, acc)?)
+                    }
+                    NodeOp::AdaptiveAvgPool(_) => {
+                        dispatches.push(adaptive_avgpool2d_backward(ctx, dx, dy, acc)?)
+                    }
+                    NodeOp::Flatten | NodeOp::Identity => {
+                        let dy = dy.reshape(dx.shape())?;
+                        dispatches.push(add_backward(ctx, dx, &dy, acc)?)
+                    }
+                    NodeOp::Linear { blocks, .. } => {
+                        for (k, blk) in blocks.iter().enumerate() {
+                            dispatches.push(linear_backward_input_rows(
+                                ctx,
+                                dx,
+                                dy,
+                                &blk.w,
+                                blk.offset,
+                                acc || k > 0,
+                            )?);
+                        }
+                    }
+                    NodeOp::Add => dispatches.push(add_backward(ctx, dx, dy, acc)?),
+                }
+            }
+        }
+        let seed = grads[from_node].clone().expect("from is on the path");
+        Ok(BackwardPlan {
+            seed,
+            grads,
+            input_grad,
+            dispatches,
+            index: self.index.clone(),
+        })
+    }
+}
+
+impl ForwardPlan {
+    /// The input buffer `[N, C, H, W]`; write a preprocessed batch into it before running.
+    pub fn input(&self) -> &Tensor {
+        &self.input
+    }
+
+    /// The model's output (logits) `[N, classes]`.
+    pub fn output(&self) -> &Tensor {
+        &self.acts[self.output]
+    }
+
+    /// The output of layer `name` (valid after the plan ran).
+    pub fn activation(&self, name: &str) -> Result<&Tensor> {
+        Ok(match self.index.find(name)? {
+            Src::Input => &self.input,
+            Src::Node(i) => &self.acts[i],
+        })
+    }
+
+    /// The launches, in order, for recording into a larger pass.
+    pub fn dispatches(&self) -> Vec<&Dispatch> {
+        self.dispatches.iter().collect()
+    }
+
+    /// Records the forward pass into one pass and submits it (no wait).
+    pub fn run(&self, ctx: &GpuContext) -> Result<()> {
+        ctx.run(&self.dispatches())
+    }
+}
+
+/// The backward pass of a model from one layer to an earlier one (or the input), built on a
+/// [`ForwardPlan`]'s buffers.
+#[derive(Debug)]
+pub struct BackwardPlan {
+    seed: Tensor,
+    grads: Vec<Option<Tensor>>,
+    input_grad: Option<Tensor>,
+    dispatches: Vec<Dispatch>,
+    index: Arc<LayerIndex>,
+}
+
+impl BackwardPlan {
+    /// The gradient at the starting layer's output; the caller fills it (a one-hot row for a
+    /// class score, say) before running.
+    pub fn seed(&self) -> &Tensor {
+        &self.seed
+    }
+
+    /// The gradient with respect to the input image, when the plan goes down to it.
+    pub fn input_grad(&self) -> Option<&Tensor> {
+        self.input_grad.as_ref()
+    }
+
+    /// The gradient at layer `name`'s output (a layer between the plan's ends).
+    pub fn grad(&self, name: &str) -> Result<&Tensor> {
+        let src = self.index.find(name)?;
+        let t = match src {
+            Src::Input => self.input_grad.as_ref(),
+            Src::Node(i) => self.grads[i].as_ref(),
+        };
+        t.ok_or_else(|| {
+            ModelError::UnknownLayer {
+                model: self.index.arch.clone(),
+                name: name.to_string(),
+                known: "layers between the backward pass's ends".into(),
+            }
+            .into()
+        })
+    }
+
+    /// The launches, in order, for recording after the forward pass's.
+    pub fn dispatches(&self) -> Vec<&Dispatch> {
+        self.dispatches.iter().collect()
+    }
+}
