@@ -1,8 +1,14 @@
 //! The `cnnvis` command line.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use cnnvis::model::preprocess::{load_image, ChannelMode, Preprocess};
+use cnnvis::model::weights::Weights;
+use cnnvis::{GpuContext, LoadOptions, Model};
 
 /// CNN visualizations computed on the GPU.
 #[derive(Parser)]
@@ -19,13 +25,65 @@ enum Command {
     Adapter,
     /// Parse and validate every embedded WGSL kernel with naga (needs no GPU).
     CheckShaders,
+    /// Describe a model: architecture, input convention, every layer with its output shape,
+    /// parameter count and classes.
+    Info(InfoArgs),
+    /// Classify images: top-k classes with softmax probabilities and logits.
+    Predict(PredictArgs),
 }
+
+/// How to interpret a weights file (shared by the model commands).
+#[derive(Args)]
+struct ModelOptions {
+    /// Built-in architecture (vgg11…vgg19[_bn], resnet18…resnet152, alexnet); detected from
+    /// the file when omitted.
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    /// A cnnvis.graph/1 JSON file describing the network (overrides the file's metadata).
+    #[arg(long, value_name = "GRAPH.json")]
+    graph: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// The weights file (safetensors).
+    #[arg(value_name = "MODEL")]
+    model: PathBuf,
+    #[command(flatten)]
+    options: ModelOptions,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// The weights file (safetensors).
+    #[arg(long, value_name = "MODEL")]
+    model: PathBuf,
+    #[command(flatten)]
+    options: ModelOptions,
+    /// An input image (PNG or JPEG); repeat for several, run as one batch.
+    #[arg(long = "image", value_name = "IMG", required = true)]
+    images: Vec<PathBuf>,
+    /// How many classes to list per image (clamped to the number of classes).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    top: u32,
+    /// Class names in the imagenet_class_index.json format ({"0": ["n01440764", "tench"], …}),
+    /// used when the model carries no names of its own and the count matches its output.
+    #[arg(long, value_name = "CLASSES.json")]
+    classes: Option<PathBuf>,
+    /// Also write the logits as an f32 tensor `logits` [N, classes] to this safetensors file.
+    #[arg(long, value_name = "OUT.safetensors")]
+    raw: Option<PathBuf>,
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Adapter => adapter(),
-        Command::CheckShaders => check_shaders(),
+    let result: CliResult = match cli.command {
+        Command::Adapter => adapter().map_err(Into::into),
+        Command::CheckShaders => check_shaders().map_err(Into::into),
+        Command::Info(args) => info(&args),
+        Command::Predict(args) => predict(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,4 +124,325 @@ fn check_shaders() -> cnnvis::Result<()> {
         println!("ok  shaders/{}", shader.file());
     }
     Ok(())
+}
+
+/// Reads the weights (so a bad path fails before the GPU is opened), then builds the model.
+fn open_weights(path: &Path, options: &ModelOptions) -> cnnvis::Result<(Weights, LoadOptions)> {
+    let weights = Weights::open(path)?;
+    let mut opts = LoadOptions::default();
+    if let Some(arch) = &options.arch {
+        opts = opts.arch(arch.as_str());
+    }
+    if let Some(graph) = &options.graph {
+        opts = opts.graph_file(graph)?;
+    }
+    // Resolve the description now: an unknown architecture or a bad graph is reported
+    // without waiting for a GPU.
+    Model::spec_for(&weights, &opts)?;
+    Ok((weights, opts))
+}
+
+/// `12345678` → `12,345,678`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn fmt_floats(v: &[f32]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn describe_input(p: &Preprocess) -> String {
+    let [h, w] = p.size;
+    let channels = match p.channels {
+        ChannelMode::Rgb => "RGB",
+        ChannelMode::Grayscale => "grayscale",
+    };
+    let scale = if (p.scale - 1.0 / 255.0).abs() < 1e-9 {
+        "1/255".to_string()
+    } else {
+        format!("{}", p.scale)
+    };
+    format!(
+        "{channels}, height {h}, width {w}; value = (pixel * {scale} - mean) / std, mean {}, \
+         std {}",
+        fmt_floats(&p.mean),
+        fmt_floats(&p.std),
+    )
+}
+
+/// Number of output units (classes) of the model's logits layer.
+fn output_units(model: &Model) -> usize {
+    let out = model.output_layer();
+    model
+        .layers()
+        .iter()
+        .find(|l| l.name == out)
+        .map(|l| l.output_shape.iter().skip(1).product())
+        .unwrap_or(0)
+}
+
+fn info(args: &InfoArgs) -> CliResult {
+    let (weights, opts) = open_weights(&args.model, &args.options)?;
+    let ctx = GpuContext::new()?;
+    let model = Model::from_weights(&ctx, &weights, &opts)?;
+
+    println!("architecture: {}", model.arch());
+    println!("source: {}", model.source());
+    println!("input: {}", describe_input(model.preprocess()));
+    println!();
+
+    let rows: Vec<(String, &str, String)> = model
+        .layers()
+        .iter()
+        .map(|l| {
+            let name = if l.aliases.is_empty() {
+                l.name.clone()
+            } else {
+                format!("{} ({})", l.name, l.aliases.join(", "))
+            };
+            (name, l.kind.as_str(), format!("{:?}", l.output_shape))
+        })
+        .collect();
+    let name_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(5);
+    let kind_w = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(4);
+    println!("{:<name_w$}  {:<kind_w$}  output shape", "layer", "kind");
+    for (name, kind, shape) in &rows {
+        println!("{name:<name_w$}  {kind:<kind_w$}  {shape}");
+    }
+    println!();
+    println!("layers: {}", rows.len());
+    println!("output layer: {}", model.output_layer());
+    let params = model.parameter_count();
+    println!("parameters: {} ({params})", thousands(params));
+    let units = output_units(&model);
+    match model.classes() {
+        Some(names) => {
+            let shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+            let more = if names.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            };
+            println!("classes: {} ({}{more})", names.len(), shown.join(", "));
+        }
+        None => println!("classes: {units} (unnamed)"),
+    }
+    Ok(())
+}
+
+/// Reads a class index file in the Keras/torchvision `imagenet_class_index.json` format:
+/// `{"0": ["n01440764", "tench"], ...}`, keys 0..n-1 each once. Returns the names (second
+/// entries) in index order.
+fn read_class_index(path: &Path) -> Result<Vec<String>, String> {
+    let bad = |detail: String| {
+        format!(
+            "class index file {}: {detail} (expected the imagenet_class_index.json format, \
+             {{\"0\": [\"n01440764\", \"tench\"], ...}})",
+            path.display()
+        )
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read class index file {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad("the top level is not a JSON object".into()))?;
+    if obj.is_empty() {
+        return Err(bad("it names no classes".into()));
+    }
+    let mut names: Vec<Option<String>> = vec![None; obj.len()];
+    for (key, entry) in obj {
+        let index: usize = key
+            .parse()
+            .map_err(|_| bad(format!("key {key:?} is not a class index")))?;
+        if index >= names.len() {
+            return Err(bad(format!(
+                "index {index} is out of range for {} entries (indices must be 0..{})",
+                names.len(),
+                names.len()
+            )));
+        }
+        let name = entry
+            .as_array()
+            .and_then(|a| a.get(1))
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| {
+                bad(format!(
+                    "entry {key:?} is {entry}, not a [\"<id>\", \"<name>\"] pair"
+                ))
+            })?;
+        names[index] = Some(name.to_string());
+    }
+    // Keys are unique and all < len, so every slot is filled.
+    Ok(names.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Softmax in f64 with the maximum subtracted (no overflow for any finite logits).
+fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Indices of the `k` largest values, largest first (ties: lower index first; NaN last).
+fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (values[a], values[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+        }
+        .then(a.cmp(&b))
+    });
+    idx.truncate(k);
+    idx
+}
+
+fn predict(args: &PredictArgs) -> CliResult {
+    let (weights, opts) = open_weights(&args.model, &args.options)?;
+    let images = args
+        .images
+        .iter()
+        .map(load_image)
+        .collect::<Result<Vec<_>, _>>()?;
+    let file_classes = args.classes.as_deref().map(read_class_index).transpose()?;
+
+    let ctx = GpuContext::new()?;
+    let model = Model::from_weights(&ctx, &weights, &opts)?;
+    let (input, shape) = model.preprocess().batch(&images)?;
+    let logits = model.predict(&ctx, &input, shape)?;
+    let units = logits.first().map_or(0, Vec::len);
+
+    let names: Option<Vec<String>> = match (model.classes(), file_classes) {
+        (Some(own), file) => {
+            if file.is_some() {
+                eprintln!("note: the model names its own classes; ignoring --classes");
+            }
+            Some(own.to_vec())
+        }
+        (None, Some(file)) if file.len() == units => Some(file),
+        (None, Some(file)) => {
+            eprintln!(
+                "warning: {} names {} classes but the model outputs {units}; showing indices",
+                args.classes.as_deref().unwrap_or(Path::new("")).display(),
+                file.len()
+            );
+            None
+        }
+        (None, None) => None,
+    };
+
+    let k = (args.top as usize).min(units);
+    let [_, _, h, w] = shape;
+    for (i, (path, row)) in args.images.iter().zip(&logits).enumerate() {
+        let img = &images[i];
+        let (iw, ih) = (img.width() as usize, img.height() as usize);
+        let size = if (iw, ih) == (w, h) {
+            format!("{iw}x{ih} pixels, the native size")
+        } else {
+            format!("{iw}x{ih} pixels, resized to {w}x{h}")
+        };
+        println!("{} ({size}):", path.display());
+        let probs = softmax(row);
+        let label = |c: usize| match &names {
+            Some(n) => format!("{c:>4}  {}", n[c]),
+            None => format!("{c:>4}"),
+        };
+        let top = top_k(row, k);
+        let labels: Vec<String> = top.iter().map(|&c| label(c)).collect();
+        let label_w = labels.iter().map(String::len).max().unwrap_or(0);
+        for (rank, &c) in top.iter().enumerate() {
+            println!(
+                "  {:>2}. {:<label_w$}  p = {:.6}  logit = {:.4}",
+                rank + 1,
+                labels[rank],
+                probs[c],
+                row[c]
+            );
+        }
+    }
+
+    if let Some(out) = &args.raw {
+        write_raw(out, &logits, units, model.arch(), &args.images)?;
+        println!(
+            "logits [{}, {units}] written to {}",
+            logits.len(),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_raw(
+    out: &Path,
+    logits: &[Vec<f32>],
+    units: usize,
+    arch: &str,
+    images: &[PathBuf],
+) -> Result<(), String> {
+    let bytes: Vec<u8> = logits
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![logits.len(), units],
+        &bytes,
+    )
+    .map_err(|e| format!("cannot build the logits tensor: {e}"))?;
+    let image_list: Vec<String> = images.iter().map(|p| p.display().to_string()).collect();
+    let metadata = HashMap::from([
+        ("arch".to_string(), arch.to_string()),
+        (
+            "images".to_string(),
+            serde_json::Value::from(image_list).to_string(),
+        ),
+    ]);
+    safetensors::serialize_to_file([("logits", view)], Some(metadata), out)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(177362), "177,362");
+        assert_eq!(thousands(138357544), "138,357,544");
+    }
+
+    #[test]
+    fn softmax_is_stable() {
+        let p = softmax(&[1000.0, 1000.0, -1000.0]);
+        assert!((p[0] - 0.5).abs() < 1e-12 && (p[1] - 0.5).abs() < 1e-12 && p[2] == 0.0);
+        let p = softmax(&[1.0, 2.0, 3.0]);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(p[2] > p[1] && p[1] > p[0]);
+    }
+
+    #[test]
+    fn top_k_orders_and_clamps() {
+        assert_eq!(top_k(&[0.1, 3.0, 2.0, 3.0], 3), vec![1, 3, 2]);
+        assert_eq!(top_k(&[f32::NAN, 1.0], 5), vec![1, 0]);
+    }
 }
