@@ -1,0 +1,114 @@
+//! Visualizations: what to explain ([`Target`]) and the gradient pass every gradient-based
+//! method shares. Method families live in their own modules.
+
+pub mod target;
+
+pub use target::{Objective, RegressionGoal, Target};
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::model::{BackwardPlan, ForwardPlan, Model};
+use crate::ops::relu::ReluRule;
+
+/// A forward pass and the backward pass of an [`Objective`] for one batch shape: buffers and
+/// launches built once, rerun for every new input (noise samples, path steps, iterations).
+#[derive(Debug)]
+pub struct GradientPass {
+    /// The forward schedule; its input buffer receives the batch.
+    pub forward: ForwardPlan,
+    /// The backward schedule from the objective's layer to `to` (or the input).
+    pub backward: BackwardPlan,
+    objective: Objective,
+    n: usize,
+    /// Per-image shape of the objective's layer at this input size.
+    row_shape: Vec<usize>,
+}
+
+impl GradientPass {
+    /// Plans the pass for inputs of `shape` `[N, C, H, W]`, from `objective`'s layer down to
+    /// layer `to` (`None`: the input), with `rule` at every ReLU.
+    pub fn new(
+        ctx: &GpuContext,
+        model: &Model,
+        shape: [usize; 4],
+        objective: Objective,
+        to: Option<&str>,
+        rule: ReluRule,
+    ) -> Result<GradientPass> {
+        let forward = model.forward_plan(ctx, shape)?;
+        let backward = model.backward_plan(ctx, &forward, &objective.layer, to, rule)?;
+        let row_shape = forward.activation(&objective.layer)?.shape()[1..].to_vec();
+        let pass = GradientPass {
+            forward,
+            backward,
+            objective,
+            n: shape[0],
+            row_shape,
+        };
+        if !pass.objective.needs_output() {
+            let seed = pass.objective.seed(pass.n, &pass.row_shape, None)?;
+            pass.backward.seed().write(ctx, &seed)?;
+        }
+        Ok(pass)
+    }
+
+    /// The resolved targets.
+    pub fn objective(&self) -> &Objective {
+        &self.objective
+    }
+
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        self.n
+    }
+
+    /// Runs forward and backward on whatever the forward input buffer holds: one submission
+    /// when the seed is fixed; otherwise the forward pass, a read of the objective layer (the
+    /// logits, for top-class and probability targets), then the backward pass.
+    pub fn run(&self, ctx: &GpuContext) -> Result<()> {
+        if self.objective.needs_output() {
+            self.forward.run(ctx)?;
+            let values = self
+                .forward
+                .activation(&self.objective.layer)?
+                .download(ctx)?;
+            let seed = self.objective.seed(self.n, &self.row_shape, Some(&values))?;
+            self.backward.seed().write(ctx, &seed)?;
+            ctx.run(&self.backward.dispatches())
+        } else {
+            let mut all = self.forward.dispatches();
+            all.extend(self.backward.dispatches());
+            ctx.run(&all)
+        }
+    }
+
+    /// Writes `input` `[N, C, H, W]` and runs.
+    pub fn run_on(&self, ctx: &GpuContext, input: &[f32]) -> Result<()> {
+        self.forward.input().write(ctx, input)?;
+        self.run(ctx)
+    }
+
+    /// Each image's score (downloads the objective layer).
+    pub fn scores(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let values = self
+            .forward
+            .activation(&self.objective.layer)?
+            .download(ctx)?;
+        self.objective.scores(self.n, &self.row_shape, &values)
+    }
+
+    /// The target class index per image (`-1` where the target names none); reads the logits
+    /// for top-class targets.
+    pub fn target_indices(&self, ctx: &GpuContext) -> Result<Vec<i64>> {
+        let values = if self.objective.needs_output() {
+            Some(
+                self.forward
+                    .activation(&self.objective.layer)?
+                    .download(ctx)?,
+            )
+        } else {
+            None
+        };
+        Ok(self.objective.class_indices(self.n, values.as_deref()))
+    }
+}
