@@ -25,6 +25,7 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod render;
 pub mod vis;
 
 pub use error::{Error, GpuError, Result};

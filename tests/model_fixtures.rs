@@ -185,7 +185,7 @@ fn layer_names_follow_torchvision_module_paths() {
         assert!(m.has_layer(name), "resnet50 lacks {name}");
     }
     assert_eq!(m.output_layer(), "fc");
-    assert_eq!(m.last_conv_layer(), Some("layer4.2"));
+    assert_eq!(m.default_cam_layer(), Some("layer4"));
     let info = m.layers();
     let conv1 = info.iter().find(|l| l.name == "conv1").expect("conv1");
     assert_eq!(conv1.kind, "conv2d+batchnorm2d");
@@ -194,7 +194,7 @@ fn layer_names_follow_torchvision_module_paths() {
 
     let v = Model::open(ctx, fixture("vgg16.safetensors")).expect("load");
     assert!(v.has_layer("features.29") && v.has_layer("classifier.6"));
-    assert_eq!(v.last_conv_layer(), Some("features.29"));
+    assert_eq!(v.default_cam_layer(), Some("features.30"));
     // The parameter count equals PyTorch's sum of numel over parameters.
     assert_eq!(v.parameter_count(), 163_054);
 }

@@ -31,11 +31,17 @@ pub enum Shader {
     Random,
     /// `fma_peak.wgsl`: a throughput probe used by benchmarks.
     FmaPeak,
+    /// `saliency.wgsl`: gradient modifiers, channel reductions, noise and path statistics.
+    Saliency,
+    /// `cam.wgsl`: class activation map weights, weighted sums, upsampling, normalization.
+    Cam,
+    /// `render.wgsl`: colormaps and overlays.
+    Render,
 }
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Conv2d,
         Shader::Relu,
         Shader::Pool,
@@ -45,6 +51,9 @@ impl Shader {
         Shader::Reduce,
         Shader::Random,
         Shader::FmaPeak,
+        Shader::Saliency,
+        Shader::Cam,
+        Shader::Render,
     ];
 
     /// File name under `shaders/`.
@@ -59,6 +68,9 @@ impl Shader {
             Shader::Reduce => "reduce.wgsl",
             Shader::Random => "random.wgsl",
             Shader::FmaPeak => "fma_peak.wgsl",
+            Shader::Saliency => "saliency.wgsl",
+            Shader::Cam => "cam.wgsl",
+            Shader::Render => "render.wgsl",
         }
     }
 
@@ -73,6 +85,9 @@ impl Shader {
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Random => include_str!("../../shaders/random.wgsl"),
             Shader::FmaPeak => include_str!("../../shaders/fma_peak.wgsl"),
+            Shader::Saliency => include_str!("../../shaders/saliency.wgsl"),
+            Shader::Cam => include_str!("../../shaders/cam.wgsl"),
+            Shader::Render => include_str!("../../shaders/render.wgsl"),
         }
     }
 
@@ -103,6 +118,8 @@ impl Kernel {
 pub fn all_kernels() -> Vec<Kernel> {
     crate::ops::KERNEL_LISTS
         .iter()
+        .chain(crate::vis::KERNEL_LISTS)
+        .chain(crate::render::KERNEL_LISTS)
         .flat_map(|list| list.iter().copied())
         .collect()
 }

@@ -576,18 +576,23 @@ impl Model {
         self.index.names.contains_key(name)
     }
 
-    /// Name of the last layer whose output is spatial (`[N, C, H, W]` with H, W > 1 at the
-    /// native size) and comes from a ReLU or a residual block: the usual Grad-CAM target.
-    pub fn last_conv_layer(&self) -> Option<&str> {
-        self.layer_info
-            .iter()
-            .rev()
-            .find(|l| {
-                l.output_shape.len() == 4
-                    && l.output_shape[2] * l.output_shape[3] > 1
-                    && matches!(l.kind.as_str(), "relu" | "conv2d" | "conv2d+batchnorm2d")
-            })
-            .map(|l| l.name.as_str())
+    /// The default layer for class activation maps: the last conv, ReLU, residual or
+    /// (non-adaptive) pooling layer whose output is spatial (H, W > 1 at the native size),
+    /// by its shortest name. `features.30` for VGG16, `layer4` for ResNets; never a global
+    /// average pool, whose 1×1 output would give a blank map (keras-vis#53).
+    pub fn default_cam_layer(&self) -> Option<&str> {
+        let node = self.layer_info.iter().rev().find(|l| {
+            l.output_shape.len() == 4
+                && l.output_shape[2] * l.output_shape[3] > 1
+                && matches!(
+                    l.kind.as_str(),
+                    "relu" | "conv2d" | "conv2d+batchnorm2d" | "maxpool2d" | "avgpool2d" | "add"
+                )
+        })?;
+        std::iter::once(&node.name)
+            .chain(&node.aliases)
+            .min_by_key(|n| n.len())
+            .map(String::as_str)
     }
 }
 

@@ -1,14 +1,19 @@
 //! Visualizations: what to explain ([`Target`]) and the gradient pass every gradient-based
 //! method shares. Method families live in their own modules.
 
+pub mod cam;
+pub mod saliency;
 pub mod target;
 
 pub use target::{Objective, RegressionGoal, Target};
 
 use crate::error::Result;
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Kernel};
 use crate::model::{BackwardPlan, ForwardPlan, Model};
 use crate::ops::relu::ReluRule;
+
+/// The kernel lists of the visualization methods, for the registry's validation.
+pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[saliency::KERNELS, cam::KERNELS];
 
 /// A forward pass and the backward pass of an [`Objective`] for one batch shape: buffers and
 /// launches built once, rerun for every new input (noise samples, path steps, iterations).
@@ -72,7 +77,9 @@ impl GradientPass {
                 .forward
                 .activation(&self.objective.layer)?
                 .download(ctx)?;
-            let seed = self.objective.seed(self.n, &self.row_shape, Some(&values))?;
+            let seed = self
+                .objective
+                .seed(self.n, &self.row_shape, Some(&values))?;
             self.backward.seed().write(ctx, &seed)?;
             ctx.run(&self.backward.dispatches())
         } else {

@@ -119,7 +119,10 @@ impl Objective {
                 ),
             ));
         }
-        let layer = targets[0].layer().unwrap_or(model.output_layer()).to_string();
+        let layer = targets[0]
+            .layer()
+            .unwrap_or(model.output_layer())
+            .to_string();
         for t in targets {
             let l = t.layer().unwrap_or(model.output_layer());
             if l != layer {
@@ -187,9 +190,13 @@ impl Objective {
                 Target::Neuron { channel, .. } => check("channel", *channel, units)?,
                 Target::TopClass | Target::LayerMean { .. } => {}
             }
-            if matches!(t, Target::Probability(_) | Target::TopClass) && layer != model.output_layer()
+            if matches!(t, Target::Probability(_) | Target::TopClass)
+                && layer != model.output_layer()
             {
-                return Err(Error::shape(OP, "probability and top-class targets read the model output"));
+                return Err(Error::shape(
+                    OP,
+                    "probability and top-class targets read the model output",
+                ));
             }
         }
         Ok(Objective {

@@ -1,0 +1,1 @@
+// cam.wgsl: (kernels to come)

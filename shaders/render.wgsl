@@ -1,0 +1,1 @@
+// render.wgsl: (kernels to come)

@@ -1,0 +1,1 @@
+// saliency.wgsl: (kernels to come)
