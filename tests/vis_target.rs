@@ -22,7 +22,11 @@ fn load(name: &str) -> (Model, Vec<f32>, [usize; 4]) {
     let model = Model::open(ctx, fixture(&format!("{name}.safetensors"))).expect("load");
     let io = Weights::open(fixture(&format!("{name}.io.safetensors"))).expect("io");
     let s = io.info("input").expect("input").shape;
-    (model, io.read_f32("input").expect("input"), [s[0], s[1], s[2], s[3]])
+    (
+        model,
+        io.read_f32("input").expect("input"),
+        [s[0], s[1], s[2], s[3]],
+    )
 }
 
 /// The input gradient of `Σ_images score(target_i)` matches finite differences of the scores.
@@ -30,8 +34,8 @@ fn check_targets(fixture_name: &str, targets: Vec<Target>) {
     let ctx = common::ctx();
     let (model, x, shape) = load(fixture_name);
     let objective = Objective::new(&model, &targets, shape[0]).expect("objective");
-    let pass = GradientPass::new(ctx, &model, shape, objective, None, ReluRule::Standard)
-        .expect("pass");
+    let pass =
+        GradientPass::new(ctx, &model, shape, objective, None, ReluRule::Standard).expect("pass");
     pass.run_on(ctx, &x).expect("run");
     let g = pass
         .backward
@@ -50,7 +54,16 @@ fn check_targets(fixture_name: &str, targets: Vec<Target>) {
             .map(|&s| s as f64)
             .sum::<f64>()
     };
-    fd_check(&format!("{targets:?}"), &x, &g, 3e-3, 1e-2, 12, &mut rng, loss);
+    fd_check(
+        &format!("{targets:?}"),
+        &x,
+        &g,
+        3e-3,
+        1e-2,
+        12,
+        &mut rng,
+        loss,
+    );
 }
 
 #[test]
@@ -123,7 +136,10 @@ fn bad_targets_are_named() {
             .to_string()
     };
     let e = err(vec![Target::Class(10)], 1);
-    assert!(e.contains("class 10 is out of range") && e.contains("0..10"), "{e}");
+    assert!(
+        e.contains("class 10 is out of range") && e.contains("0..10"),
+        "{e}"
+    );
     let e = err(
         vec![Target::Filter {
             layer: "features.99".into(),
