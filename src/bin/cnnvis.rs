@@ -42,6 +42,33 @@ struct ModelOptions {
     /// A cnnvis.graph/1 JSON file describing the network (overrides the file's metadata).
     #[arg(long, value_name = "GRAPH.json")]
     graph: Option<PathBuf>,
+    /// Input size the images are resized to, as HxW (default: the model's own).
+    #[arg(long, value_name = "HxW", value_parser = parse_size)]
+    input_size: Option<[usize; 2]>,
+    /// Per-channel mean subtracted after scaling pixels to [0, 1], comma-separated.
+    #[arg(long, value_name = "M,M,M", value_delimiter = ',', allow_negative_numbers = true)]
+    mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation divided by after the mean, comma-separated.
+    #[arg(long, value_name = "S,S,S", value_delimiter = ',')]
+    std: Option<Vec<f32>>,
+}
+
+/// `224x224` (or `224`) → `[224, 224]`.
+fn parse_size(s: &str) -> Result<[usize; 2], String> {
+    let parse = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("`{s}` is not a size like 224x224"))
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok([parse(h)?, parse(w)?]),
+        None => {
+            let v = parse(s)?;
+            Ok([v, v])
+        }
+    }
 }
 
 #[derive(Args)]
@@ -138,7 +165,20 @@ fn open_weights(path: &Path, options: &ModelOptions) -> cnnvis::Result<(Weights,
     }
     // Resolve the description now: an unknown architecture or a bad graph is reported
     // without waiting for a GPU.
-    Model::spec_for(&weights, &opts)?;
+    let spec = Model::spec_for(&weights, &opts)?;
+    if options.input_size.is_some() || options.mean.is_some() || options.std.is_some() {
+        let mut p = spec.preprocess.clone();
+        if let Some([h, w]) = options.input_size {
+            p = p.with_size(h, w);
+        }
+        if options.mean.is_some() || options.std.is_some() {
+            let mean = options.mean.clone().unwrap_or_else(|| p.mean.clone());
+            let std = options.std.clone().unwrap_or_else(|| p.std.clone());
+            p = p.with_mean_std(mean, std);
+        }
+        p.validate().map_err(cnnvis::Error::Input)?;
+        opts = opts.preprocess(p);
+    }
     Ok((weights, opts))
 }
 
