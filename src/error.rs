@@ -105,6 +105,9 @@ pub enum Error {
     /// An input image could not be read, decoded or preprocessed.
     #[error(transparent)]
     Input(#[from] crate::model::preprocess::InputError),
+    /// A rendered image could not be written.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
 }
 
 impl Error {
