@@ -92,6 +92,9 @@ fn shapes_boxes_lie_inside_the_images() {
             .collect();
         let img = load_image(dir.join(im["file"].as_str().expect("file"))).expect("image");
         assert!(b[0] < b[2] && b[1] < b[3], "{b:?}");
-        assert!(b[2] <= img.width() as u64 && b[3] <= img.height() as u64, "{b:?}");
+        assert!(
+            b[2] <= img.width() as u64 && b[3] <= img.height() as u64,
+            "{b:?}"
+        );
     }
 }

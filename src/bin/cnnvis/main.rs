@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod maps;
+
 use cnnvis::model::preprocess::{load_image, ChannelMode, Preprocess};
 use cnnvis::model::weights::Weights;
 use cnnvis::{GpuContext, LoadOptions, Model};
@@ -30,11 +32,16 @@ enum Command {
     Info(InfoArgs),
     /// Classify images: top-k classes with softmax probabilities and logits.
     Predict(PredictArgs),
+    /// Saliency maps: gradients of a class score with respect to the input, and their
+    /// variants (guided, deconvnet, SmoothGrad, integrated gradients, occlusion, ...).
+    Saliency(maps::SaliencyArgs),
+    /// Class activation maps at a layer (Grad-CAM and its variants), overlaid on the images.
+    Cam(maps::CamArgs),
 }
 
 /// How to interpret a weights file (shared by the model commands).
 #[derive(Args)]
-struct ModelOptions {
+pub(crate) struct ModelOptions {
     /// Built-in architecture (vgg11…vgg19[_bn], resnet18…resnet152, alexnet); detected from
     /// the file when omitted.
     #[arg(long, value_name = "ARCH")]
@@ -46,7 +53,12 @@ struct ModelOptions {
     #[arg(long, value_name = "HxW", value_parser = parse_size)]
     input_size: Option<[usize; 2]>,
     /// Per-channel mean subtracted after scaling pixels to [0, 1], comma-separated.
-    #[arg(long, value_name = "M,M,M", value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "M,M,M",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
     mean: Option<Vec<f32>>,
     /// Per-channel standard deviation divided by after the mean, comma-separated.
     #[arg(long, value_name = "S,S,S", value_delimiter = ',')]
@@ -54,7 +66,7 @@ struct ModelOptions {
 }
 
 /// `224x224` (or `224`) → `[224, 224]`.
-fn parse_size(s: &str) -> Result<[usize; 2], String> {
+pub(crate) fn parse_size(s: &str) -> Result<[usize; 2], String> {
     let parse = |t: &str| {
         t.trim()
             .parse::<usize>()
@@ -102,7 +114,7 @@ struct PredictArgs {
     raw: Option<PathBuf>,
 }
 
-type CliResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -111,6 +123,8 @@ fn main() -> ExitCode {
         Command::CheckShaders => check_shaders().map_err(Into::into),
         Command::Info(args) => info(&args),
         Command::Predict(args) => predict(&args),
+        Command::Saliency(args) => maps::saliency(&args),
+        Command::Cam(args) => maps::cam(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,7 +168,10 @@ fn check_shaders() -> cnnvis::Result<()> {
 }
 
 /// Reads the weights (so a bad path fails before the GPU is opened), then builds the model.
-fn open_weights(path: &Path, options: &ModelOptions) -> cnnvis::Result<(Weights, LoadOptions)> {
+pub(crate) fn open_weights(
+    path: &Path,
+    options: &ModelOptions,
+) -> cnnvis::Result<(Weights, LoadOptions)> {
     let weights = Weights::open(path)?;
     let mut opts = LoadOptions::default();
     if let Some(arch) = &options.arch {

@@ -1,0 +1,193 @@
+//! `cnnvis saliency` and `cnnvis cam` end to end on the demo models: one output image per
+//! input, raw tensors with the documented names and shapes, maps equal to the library's, and
+//! clear errors for an unknown layer, a non-spatial layer or a class out of range.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cnnvis::model::preprocess::load_image;
+use cnnvis::model::weights::Weights;
+use cnnvis::vis::cam::Cam;
+use cnnvis::vis::Target;
+use cnnvis::{Model, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cnnvis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnnvis"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run cnnvis")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cnnvis-cli-maps-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "cnnvis failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn fails(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "expected exit 1");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn cam_writes_one_overlay_per_image_and_raw_maps_equal_to_the_library() {
+    let dir = temp_dir("cam");
+    let model_path = root().join("models/shapes.safetensors");
+    let imgs = [
+        root().join("tests/data/shapes/00.png"),
+        root().join("tests/data/shapes/03.png"),
+    ];
+    let out = dir.join("cam.png");
+    let raw = dir.join("cam.safetensors");
+    let stdout = ok(&cnnvis(&[
+        "cam",
+        "--model",
+        s(&model_path),
+        "--image",
+        s(&imgs[0]),
+        "--image",
+        s(&imgs[1]),
+        "--class",
+        "0",
+        "--class",
+        "3",
+        "--out",
+        s(&out),
+        "--raw",
+        s(&raw),
+    ]));
+    assert!(stdout.contains("layer: "), "{stdout}");
+    for i in 0..2 {
+        let img = image::open(dir.join(format!("cam_{i}.png"))).expect("output image");
+        assert_eq!((img.width(), img.height()), (64, 64));
+    }
+    let w = Weights::open(&raw).expect("raw file");
+    assert_eq!(w.info("logits").expect("logits").shape, vec![2, 6]);
+    assert_eq!(w.info("target").expect("target").shape, vec![2]);
+    let cam_shape = w.info("cam").expect("cam").shape;
+    assert_eq!(cam_shape[0], 2);
+    assert_eq!(w.info("cam_upsampled").expect("up").shape, vec![2, 64, 64]);
+
+    // The same maps in-process.
+    let ctx = common::ctx();
+    let model = Model::open(ctx, &model_path).expect("model");
+    let decoded: Vec<_> = imgs.iter().map(|p| load_image(p).expect("image")).collect();
+    let (x, shape) = model.preprocess().batch(&decoded).expect("batch");
+    let input = Tensor::from_slice(ctx, &shape, &x).expect("upload");
+    let maps = Cam::grad_cam()
+        .compute(ctx, &model, &input, &[Target::Class(0), Target::Class(3)])
+        .expect("cam");
+    let want = maps.cam.download(ctx).expect("download");
+    let got = w.read_f32("cam").expect("cam");
+    let peak = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-6 * peak.max(1e-6), "{a} vs {b}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn saliency_on_a_folder_writes_heatmaps_and_raw_gradients() {
+    let dir = temp_dir("saliency");
+    let model_path = root().join("models/digits.safetensors");
+    let folder = dir.join("in");
+    std::fs::create_dir_all(&folder).expect("dir");
+    for f in ["00.png", "07.png", "13.png"] {
+        std::fs::copy(root().join("tests/data/digits").join(f), folder.join(f)).expect("copy");
+    }
+    let out = dir.join("sal.png");
+    let raw = dir.join("sal.safetensors");
+    ok(&cnnvis(&[
+        "saliency",
+        "--model",
+        s(&model_path),
+        "--image",
+        s(&folder),
+        "--method",
+        "guided",
+        "--out",
+        s(&out),
+        "--raw",
+        s(&raw),
+    ]));
+    for i in 0..3 {
+        let img = image::open(dir.join(format!("sal_{i}.png"))).expect("output image");
+        assert_eq!((img.width(), img.height()), (28, 28));
+    }
+    let w = Weights::open(&raw).expect("raw");
+    assert_eq!(
+        w.info("gradient").expect("gradient").shape,
+        vec![3, 1, 28, 28]
+    );
+    assert_eq!(w.info("saliency").expect("saliency").shape, vec![3, 28, 28]);
+    let sal = w.read_f32("saliency").expect("saliency");
+    assert!(
+        sal.iter().all(|v| *v >= 0.0),
+        "absolute is the default modifier"
+    );
+    assert!(sal.iter().any(|v| *v > 0.0));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn map_commands_name_bad_layers_and_classes() {
+    let dir = temp_dir("errors");
+    let model = root().join("models/shapes.safetensors");
+    let img = root().join("tests/data/shapes/00.png");
+    let out = dir.join("x.png");
+    let base = |extra: &[&str]| {
+        let mut a = vec![
+            "cam",
+            "--model",
+            s(&model),
+            "--image",
+            s(&img),
+            "--out",
+            s(&out),
+        ];
+        a.extend_from_slice(extra);
+        cnnvis(&a)
+    };
+    let e = fails(&base(&["--layer", "features.99"]));
+    assert!(e.contains("features.99"), "{e}");
+    let e = fails(&base(&["--layer", "avgpool"]));
+    assert!(e.contains("avgpool"), "{e}");
+    let e = fails(&base(&["--class", "6"]));
+    assert!(e.contains("class 6 is out of range"), "{e}");
+    let e = fails(&cnnvis(&[
+        "saliency",
+        "--model",
+        s(&model),
+        "--image",
+        s(&img),
+        "--out",
+        s(&out),
+        "--class",
+        "1",
+        "--class",
+        "2",
+    ]));
+    assert!(e.contains("2 --class values for 1 images"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
