@@ -37,11 +37,15 @@ pub enum Shader {
     Cam,
     /// `render.wgsl`: colormaps and overlays.
     Render,
+    /// `optim.wgsl`: activation maximization's regularizers, transforms and update rules.
+    Optim,
+    /// `spectral.wgsl`: Lucid's Fourier image parameterization with decorrelated colour.
+    Spectral,
 }
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Conv2d,
         Shader::Relu,
         Shader::Pool,
@@ -54,6 +58,8 @@ impl Shader {
         Shader::Saliency,
         Shader::Cam,
         Shader::Render,
+        Shader::Optim,
+        Shader::Spectral,
     ];
 
     /// File name under `shaders/`.
@@ -71,6 +77,8 @@ impl Shader {
             Shader::Saliency => "saliency.wgsl",
             Shader::Cam => "cam.wgsl",
             Shader::Render => "render.wgsl",
+            Shader::Optim => "optim.wgsl",
+            Shader::Spectral => "spectral.wgsl",
         }
     }
 
@@ -88,6 +96,8 @@ impl Shader {
             Shader::Saliency => include_str!("../../shaders/saliency.wgsl"),
             Shader::Cam => include_str!("../../shaders/cam.wgsl"),
             Shader::Render => include_str!("../../shaders/render.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Spectral => include_str!("../../shaders/spectral.wgsl"),
         }
     }
 

@@ -2,7 +2,9 @@
 //! method shares. Method families live in their own modules.
 
 pub mod cam;
+pub mod optim;
 pub mod saliency;
+pub mod spectral;
 pub mod target;
 
 pub use target::{Objective, RegressionGoal, Target};
@@ -13,7 +15,12 @@ use crate::model::{BackwardPlan, ForwardPlan, Model};
 use crate::ops::relu::ReluRule;
 
 /// The kernel lists of the visualization methods, for the registry's validation.
-pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[saliency::KERNELS, cam::KERNELS];
+pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[
+    saliency::KERNELS,
+    cam::KERNELS,
+    optim::KERNELS,
+    spectral::KERNELS,
+];
 
 /// A forward pass and the backward pass of an [`Objective`] for one batch shape: buffers and
 /// launches built once, rerun for every new input (noise samples, path steps, iterations).

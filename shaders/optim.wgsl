@@ -1,0 +1,1 @@
+// optim.wgsl: (kernels to come)

@@ -1,0 +1,1 @@
+// spectral.wgsl: (kernels to come)
