@@ -416,40 +416,8 @@ fn step_advance() {
 
 // ---- per-step random numbers: Philox4x32-10 as random.wgsl, counter (e/4, step, 2, 0) -------
 
-const PHILOX_M0: u32 = 0xD2511F53u;
-const PHILOX_M1: u32 = 0xCD9E8D57u;
-const PHILOX_W0: u32 = 0x9E3779B9u;
-const PHILOX_W1: u32 = 0xBB67AE85u;
 const STEP_STREAM: u32 = 2u;
 const INV_2_24: f32 = 5.9604644775390625e-8; // 2^-24
-
-fn mulhilo(a: u32, b: u32) -> vec2<u32> {
-    let al = a & 0xffffu;
-    let ah = a >> 16u;
-    let bl = b & 0xffffu;
-    let bh = b >> 16u;
-    let ll = al * bl;
-    let lh = al * bh;
-    let hl = ah * bl;
-    let hh = ah * bh;
-    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
-fn philox4x32_10(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    var c = ctr;
-    var k = key;
-    for (var r = 0u; r < 10u; r++) {
-        if (r > 0u) {
-            k = k + vec2<u32>(PHILOX_W0, PHILOX_W1);
-        }
-        let m0 = mulhilo(PHILOX_M0, c.x);
-        let m1 = mulhilo(PHILOX_M1, c.z);
-        c = vec4<u32>(m1.x ^ c.y ^ k.x, m1.y, m0.x ^ c.w ^ k.y, m0.y);
-    }
-    return c;
-}
 
 // rand[e] = top 24 bits of word e%4 of philox((e/4, step[0], 2, 0), seed) / 2^24, in [0, 1).
 // One thread per block of four.

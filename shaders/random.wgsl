@@ -22,42 +22,8 @@ struct RandomParams {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-const PHILOX_M0: u32 = 0xD2511F53u;
-const PHILOX_M1: u32 = 0xCD9E8D57u;
-const PHILOX_W0: u32 = 0x9E3779B9u;
-const PHILOX_W1: u32 = 0xBB67AE85u;
 const INV_2_24: f32 = 5.9604644775390625e-8; // 2^-24
 const TAU: f32 = 6.283185307179586;
-
-// High and low words of the 64-bit product a*b: WGSL has no 64-bit integers, so the high word
-// is assembled from 16-bit partial products (each fits in u32, as do the carries).
-fn mulhilo(a: u32, b: u32) -> vec2<u32> {
-    let al = a & 0xffffu;
-    let ah = a >> 16u;
-    let bl = b & 0xffffu;
-    let bh = b >> 16u;
-    let ll = al * bl;
-    let lh = al * bh;
-    let hl = ah * bl;
-    let hh = ah * bh;
-    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
-fn philox4x32_10(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    var c = ctr;
-    var k = key;
-    for (var r = 0u; r < 10u; r++) {
-        if (r > 0u) {
-            k = k + vec2<u32>(PHILOX_W0, PHILOX_W1);
-        }
-        let m0 = mulhilo(PHILOX_M0, c.x);
-        let m1 = mulhilo(PHILOX_M1, c.z);
-        c = vec4<u32>(m1.x ^ c.y ^ k.x, m1.y, m0.x ^ c.w ^ k.y, m0.y);
-    }
-    return c;
-}
 
 fn block_bits(b: u32) -> vec4<u32> {
     return philox4x32_10(vec4<u32>(b, 0u, p.stream, 0u), vec2<u32>(p.key0, p.key1));
