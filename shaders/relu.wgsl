@@ -1,13 +1,14 @@
-// relu.wgsl: ReLU forward and its three backward rules, side by side.
-// Layout: any shape, flat. One thread per element.
+// relu.wgsl: ReLU forward and its backward rules, side by side.
+// Layout: any shape, flat; the redirected rule reads it as [batch, inner]. One thread per
+// element (per image for the flag reset).
 // Bindings: 0 params, 1 x (forward input, saved), 2 y (forward output), 3 dy (upstream
-// gradient), 4 dx (gradient to the input).
+// gradient), 4 dx (gradient to the input), 5 flags (one u32 per image, redirected rule).
 
 struct ReluParams {
     n: u32,
     accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
+    inner: u32,
+    batch: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ReluParams;
@@ -15,6 +16,7 @@ struct ReluParams {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> flags: array<atomic<u32>>;
 
 fn store_dx(i: u32, g: f32) {
     if (p.accumulate != 0u) {
@@ -60,4 +62,43 @@ fn relu_backward_deconv(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }
     store_dx(i, max(dy[i], 0.0));
+}
+
+// Redirected ReLU gradient (Lucid's `redirected_relu_grad`, for activation maximization): an
+// image whose true ReLU gradient is zero everywhere (a dead unit: nothing would ever move) gets
+// the upstream gradient instead, except where the input is negative and descent would push it
+// lower still. Three launches: reset the per-image flags, mark images with a nonzero true
+// gradient, then select per image.
+@compute @workgroup_size(WG)
+fn relu_redirect_reset(@builtin(global_invocation_id) gid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.batch) { return; }
+    atomicStore(&flags[i], 0u);
+}
+
+@compute @workgroup_size(WG)
+fn relu_redirect_mark(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    if (x[i] > 0.0 && dy[i] != 0.0) {
+        atomicStore(&flags[i / p.inner], 1u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn relu_backward_redirected(@builtin(global_invocation_id) gid: vec3<u32>,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let g = dy[i];
+    let v = x[i];
+    var r: f32;
+    if (atomicLoad(&flags[i / p.inner]) != 0u) {
+        r = select(0.0, g, v > 0.0);
+    } else {
+        r = select(g, 0.0, v < 0.0 && g > 0.0);
+    }
+    store_dx(i, r);
 }

@@ -1,9 +1,12 @@
-//! ReLU forward and its three backward rules: CPU reference and finite differences.
+//! ReLU forward and its backward rules: CPU reference and finite differences; the redirected
+//! rule (not a gradient: a heuristic) against its CPU reference and, where it must equal the
+//! true gradient, the standard rule.
 
 mod common;
 use common::*;
 
-use cnnvis::ops::relu::{relu_backward, relu_forward, ReluRule};
+use cnnvis::ops::relu::{relu_backward, relu_backward_redirected, relu_forward, ReluRule};
+use cnnvis::Tensor;
 
 fn relu_ref(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| (v as f64).max(0.0)).collect()
@@ -30,6 +33,7 @@ fn backward_ref(x: &[f32], dy: &[f32], rule: ReluRule) -> Vec<f64> {
                     }
                 }
                 ReluRule::Deconvnet => g.max(0.0),
+                ReluRule::Redirected => unreachable!("per-image rule: see redirected_ref"),
             }
         })
         .collect()
@@ -165,4 +169,82 @@ fn relu_deconvnet_backward_matches_finite_differences_of_rectified_identity() {
         .zip(&w)
         .zip(&g)
         .any(|((&x, &w), &g)| x < 0.0 && w > 0.0 && g > 0.0));
+}
+
+/// Lucid's redirected rule per image of `[n, inner]`.
+fn redirected_ref(x: &[f32], dy: &[f32], n: usize) -> Vec<f64> {
+    let inner = x.len() / n;
+    let mut out = Vec::with_capacity(x.len());
+    for i in 0..n {
+        let (xs, gs) = (
+            &x[i * inner..(i + 1) * inner],
+            &dy[i * inner..(i + 1) * inner],
+        );
+        let alive = xs.iter().zip(gs).any(|(&x, &g)| x > 0.0 && g != 0.0);
+        for (&x, &g) in xs.iter().zip(gs) {
+            let (x, g) = (x as f64, g as f64);
+            out.push(if alive {
+                if x > 0.0 {
+                    g
+                } else {
+                    0.0
+                }
+            } else if x < 0.0 && g > 0.0 {
+                0.0
+            } else {
+                g
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn relu_redirected_backward_matches_cpu_reference_per_image() {
+    let c = ctx();
+    let mut rng = Rng::new(9);
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let batch = shape[0];
+        let inner = n / batch;
+        let mut xs = rng.vec(n, -1.0, 1.0);
+        let dys = rng.vec(n, -1.0, 1.0);
+        // Image 0 is dead: every input negative or zero, so its true gradient is zero.
+        for v in &mut xs[..inner] {
+            *v = -v.abs();
+        }
+        if batch > 1 {
+            // Image 1 has one live element: the true gradient applies there.
+            for v in &mut xs[inner..2 * inner] {
+                *v = -v.abs();
+            }
+            xs[inner + inner / 2] = 0.5;
+        }
+        let (x, dy) = (upload(shape, &xs), upload(shape, &dys));
+        let flags = Tensor::from_u32(c, &[batch], &vec![7; batch]).unwrap();
+        let want = redirected_ref(&xs, &dys, batch);
+        let dx = poisoned(shape);
+        let launches = relu_backward_redirected(c, &dx, &dy, &x, &flags, false).unwrap();
+        run(&launches.iter().collect::<Vec<_>>());
+        let got = download(&dx);
+        assert_close(&format!("redirected {shape:?}"), &got, &want, 0.0, 0.0);
+        // Live images get exactly the true gradient.
+        let std = backward_ref(&xs, &dys, ReluRule::Standard);
+        for i in 1..batch {
+            let r = i * inner..(i + 1) * inner;
+            assert_close("redirected = standard", &got[r.clone()], &std[r], 0.0, 0.0);
+        }
+        // The dead image's gradient is not zero (the point of the rule) when any dy < 0.
+        if dys[..inner].iter().any(|&g| g < 0.0) {
+            assert!(got[..inner].iter().any(|&g| g != 0.0));
+        }
+        // Accumulate adds.
+        let launches = relu_backward_redirected(c, &dx, &dy, &x, &flags, true).unwrap();
+        run(&launches.iter().collect::<Vec<_>>());
+        let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+        assert_close("redirected accumulate", &download(&dx), &twice, 0.0, 0.0);
+    }
+    // The elementwise entry point refuses the rule instead of guessing.
+    let x = upload(&[1, 4], &[1.0, -1.0, 2.0, -2.0]);
+    assert!(relu_backward(c, &zeros(&[1, 4]), &x, &x, ReluRule::Redirected, false).is_err());
 }

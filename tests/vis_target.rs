@@ -112,6 +112,63 @@ fn layer_seeds_match_their_scores() {
 }
 
 #[test]
+fn weighted_sums_match_their_scores_and_the_sum_of_their_parts() {
+    let layer = || "features.4".to_string();
+    let filter = |channel| Target::Filter {
+        layer: layer(),
+        channel,
+    };
+    let weighted = Target::Weighted(vec![
+        (1.0, filter(5)),
+        (-0.5, filter(2)),
+        (
+            2.0,
+            Target::Weighted(vec![(0.25, Target::LayerMean { layer: layer() })]),
+        ),
+    ]);
+    check_targets("vgg11", vec![weighted.clone(), filter(1)]);
+    // The score of the sum is the weighted sum of the parts' scores.
+    let ctx = common::ctx();
+    let (model, x, shape) = load("vgg11");
+    let scores = |t: Target| {
+        let objective = Objective::new(&model, &[t], shape[0]).expect("objective");
+        let pass = GradientPass::new(ctx, &model, shape, objective, None, ReluRule::Standard)
+            .expect("pass");
+        pass.forward.input().write(ctx, &x).expect("write");
+        pass.forward.run(ctx).expect("run");
+        pass.scores(ctx).expect("scores")
+    };
+    let (a, b, c) = (
+        scores(filter(5)),
+        scores(filter(2)),
+        scores(Target::LayerMean { layer: layer() }),
+    );
+    let w = scores(weighted);
+    for i in 0..shape[0] {
+        let want = a[i] as f64 - 0.5 * b[i] as f64 + 0.5 * c[i] as f64;
+        assert!(
+            (w[i] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{i}: {} vs {want}",
+            w[i]
+        );
+    }
+    // Parts must read one layer and be linear.
+    let bad = [
+        Target::Weighted(vec![]),
+        Target::Weighted(vec![(1.0, filter(0)), (1.0, Target::Class(1))]),
+        Target::Weighted(vec![(1.0, Target::Probability(1))]),
+        Target::Weighted(vec![(f32::NAN, filter(0))]),
+        Target::Weighted(vec![(1.0, filter(99))]),
+    ];
+    for t in bad {
+        assert!(
+            Objective::new(&model, &[t.clone()], 2).is_err(),
+            "{t:?} accepted"
+        );
+    }
+}
+
+#[test]
 fn top_class_is_each_images_argmax() {
     let ctx = common::ctx();
     let (model, x, shape) = load("resnet18");

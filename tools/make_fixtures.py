@@ -37,6 +37,8 @@ What it writes (under tests/fixtures/):
                            `act.<layer>` for the recorded layers; metadata
                            {"layers": "<comma-separated layer names>"}.
     for name in vgg11, vgg11_bn, vgg16, alexnet, resnet18, resnet50, generic.
+    maximize.safetensors   activation-maximization optimizer fidelity (`--only maximize`,
+                           needs vgg11.safetensors): see `make_maximize`.
 Output is deterministic (fixed seeds, deterministic algorithms, 2 threads).
 """
 
@@ -599,6 +601,112 @@ def make(name, out_dir):
     }
 
 
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+PIXEL_RANGE = 255.0
+
+
+def keras_tv(u, beta=2.0):
+    """keras-vis TotalVariation per image: sum over n-th image of
+    ((u[i+1,j]-u[i,j])^2 + (u[i,j+1]-u[i,j])^2)^(beta/2) on [:-1, :-1], / (C*H*W)."""
+    base = u[:, :, :-1, :-1]
+    d = (u[:, :, 1:, :-1] - base) ** 2 + (u[:, :, :-1, 1:] - base) ** 2
+    return d.pow(beta / 2).flatten(1).sum(1) / u[0].numel()
+
+
+def keras_lp(u, p=6.0):
+    """keras-vis LPNorm per image: (sum |u|^p)^(1/p) / (C*H*W)."""
+    return u.abs().pow(p).flatten(1).sum(1).pow(1.0 / p) / u[0].numel()
+
+
+def maximize_run(model, x0, score_fn, optimizer, iterations, tv_w=10.0, lp_w=10.0):
+    """A from-scratch re-implementation of cnnvis's pixel-space activation maximization
+    (keras-vis's Optimizer.minimize without input modifiers), batch-wise with per-image losses.
+
+    The variable is u = 255 * std[c] * x (pixel units centred on the mean pixel); the model
+    sees x = u / (255 std). loss[n] = -score[n] + tv_w * TV(u[n]) + lp_w * Lp(u[n]).
+    keras: g <- g / (sqrt(mean g^2) + 1e-7) per image; cache = .95 cache + .05 g^2;
+    u += -g / sqrt(cache + 1e-7). adam: torch.optim.Adam(lr = 0.05 * 255) on the raw gradient.
+    After every update u is clipped to [-255 mean, 255 (1 - mean)]. Returns the model-space
+    images after each iteration [T,N,C,H,W] and the (pre-update) losses [T,N]."""
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    lo, hi = -PIXEL_RANGE * mean, PIXEL_RANGE * (1 - mean)
+    u = (x0 * PIXEL_RANGE * std).clone().requires_grad_(True)
+    cache = torch.zeros_like(u)
+    adam = torch.optim.Adam([u], lr=0.05 * PIXEL_RANGE) if optimizer == "adam" else None
+    images, losses = [], []
+    for _ in range(iterations):
+        x = u / (PIXEL_RANGE * std)
+        loss = -score_fn(model, x) + tv_w * keras_tv(u) + lp_w * keras_lp(u)
+        (g,) = torch.autograd.grad(loss.sum(), u)
+        with torch.no_grad():
+            if adam is None:
+                rms = g.pow(2).flatten(1).mean(1).sqrt().view(-1, 1, 1, 1)
+                g = g / (rms + 1e-7)
+                cache = 0.95 * cache + 0.05 * g * g
+                u += -g / torch.sqrt(cache + 1e-7)
+            else:
+                u.grad = g
+                adam.step()
+            u.copy_(torch.maximum(torch.minimum(u, hi), lo))
+            images.append((u / (PIXEL_RANGE * std)).clone())
+            losses.append(loss.detach().clone())
+    return torch.stack(images), torch.stack(losses)
+
+
+def make_maximize(out_dir):
+    """Optimizer fidelity for activation maximization on the vgg11 fixture (32x32 RGB,
+    ImageNet mean/std): 5 iterations, no random transforms, from a fixed seed input.
+      keras.*: keras-vis's RMSProp rule, class-logit targets [3, 7] (layer classifier.6);
+      adam.*:  Adam lr 0.05 (x 255 pixel units), filter targets: channels [2, 11] of
+               features.7 (ReLU, spatial mean).
+    Both with keras-vis's default regularizer weights (TV beta 2 weight 10, Lp p 6 weight 10).
+    Tensors: seed [2,3,32,32] (model space), keras.images / adam.images [5,2,3,32,32] (model
+    space, after each iteration), keras.losses / adam.losses [5,2]."""
+    from safetensors.torch import load_file
+
+    model = FIXTURES["vgg11"][0]()
+    sd = load_file(os.path.join(out_dir, "vgg11.safetensors"))
+    model.load_state_dict(sd)
+    model = model.float().eval()
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    gen = torch.Generator().manual_seed(77)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    # keras-vis-like seed: mid-grey plus noise of 5 % of the range, in model space.
+    pixels = 0.5 + 0.05 * torch.randn((2, 3, 32, 32), generator=gen)
+    seed = ((pixels - mean) / std).float()
+
+    classes = torch.tensor([3, 7])
+
+    def class_score(m, x):
+        return m(x).gather(1, classes.view(-1, 1)).squeeze(1)
+
+    channels = torch.tensor([2, 11])
+    trunk = model.features[:8]  # up to features.7 (ReLU)
+
+    def filter_score(_m, x):
+        a = trunk(x)
+        return a[torch.arange(2), channels].flatten(1).mean(1)
+
+    out = {"seed": seed.contiguous()}
+    for name, opt, fn in [("keras", "keras", class_score), ("adam", "adam", filter_score)]:
+        images, losses = maximize_run(model, seed, fn, opt, 5)
+        out[f"{name}.images"] = images.contiguous()
+        out[f"{name}.losses"] = losses.contiguous()
+    meta = {
+        "model": "vgg11",
+        "keras.targets": "class 3, class 7",
+        "adam.targets": "features.7 channels 2, 11",
+        "torch": torch.__version__,
+    }
+    save_file(out, os.path.join(out_dir, "maximize.safetensors"), metadata=meta)
+    return {k: tuple(v.shape) for k, v in out.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests",
@@ -607,9 +715,16 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="print per-layer shapes and max|act|")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    names = [n for n in args.only.split(",") if n] or list(FIXTURES)
+    names = [n for n in args.only.split(",") if n] or list(FIXTURES) + ["maximize"]
     check_names()
-    rows = [make(n, args.out) for n in names]
+    if "maximize" in names:
+        names.remove("maximize")
+        rows_m = [make(n, args.out) for n in names]
+        print("maximize:", make_maximize(args.out))
+        names, done = [], rows_m
+    else:
+        done = []
+    rows = done + [make(n, args.out) for n in names]
     print(f"{'fixture':<10} {'dtype':<5} {'params':>8} {'weights B':>10} {'io B':>8} "
           f"{'max|logit|':>10}")
     for r in rows:

@@ -17,7 +17,7 @@ use crate::ops::pool::{
     adaptive_avgpool2d_backward, adaptive_avgpool2d_forward, avgpool2d_backward, avgpool2d_forward,
     maxpool2d_backward, maxpool2d_forward,
 };
-use crate::ops::relu::{relu_backward, relu_forward, ReluRule};
+use crate::ops::relu::{relu_backward, relu_backward_redirected, relu_forward, ReluRule};
 
 /// The forward pass of a model for one input shape `[N, C, H, W]`.
 #[derive(Debug)]
@@ -209,6 +209,7 @@ impl Model {
         let mut written = vec![false; n];
         let mut input_written = false;
         let mut dispatches = Vec::new();
+        let mut relu_flags: Option<Tensor> = None;
         for i in (0..=from_node).rev() {
             if !on_path(i) {
                 continue;
@@ -241,6 +242,17 @@ impl Model {
                     }
                     NodeOp::Affine { scale, .. } => {
                         dispatches.push(batchnorm_affine_backward_input(ctx, dx, dy, scale, acc)?)
+                    }
+                    NodeOp::Relu if rule == ReluRule::Redirected => {
+                        let flags = match &relu_flags {
+                            Some(f) => f,
+                            None => relu_flags.insert(Tensor::from_u32(
+                                ctx,
+                                &[x.shape()[0]],
+                                &vec![0; x.shape()[0]],
+                            )?),
+                        };
+                        dispatches.extend(relu_backward_redirected(ctx, dx, dy, x, flags, acc)?)
                     }
                     NodeOp::Relu => dispatches.push(relu_backward(ctx, dx, dy, x, rule, acc)?),
                     NodeOp::MaxPool(cfg) => {

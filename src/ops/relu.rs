@@ -1,6 +1,7 @@
-//! ReLU forward and its backward rules: standard, guided backprop, deconvnet.
+//! ReLU forward and its backward rules: standard, guided backprop, deconvnet, and Lucid's
+//! redirected gradient for activation maximization.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::{expect_dtype, expect_shape, to_u32};
 
@@ -8,9 +9,20 @@ const FORWARD: Kernel = Kernel::new(Shader::Relu, "relu_forward");
 const BACKWARD: Kernel = Kernel::new(Shader::Relu, "relu_backward");
 const BACKWARD_GUIDED: Kernel = Kernel::new(Shader::Relu, "relu_backward_guided");
 const BACKWARD_DECONV: Kernel = Kernel::new(Shader::Relu, "relu_backward_deconv");
+const REDIRECT_RESET: Kernel = Kernel::new(Shader::Relu, "relu_redirect_reset");
+const REDIRECT_MARK: Kernel = Kernel::new(Shader::Relu, "relu_redirect_mark");
+const BACKWARD_REDIRECTED: Kernel = Kernel::new(Shader::Relu, "relu_backward_redirected");
 
 /// Kernels of this family.
-pub const KERNELS: &[Kernel] = &[FORWARD, BACKWARD, BACKWARD_GUIDED, BACKWARD_DECONV];
+pub const KERNELS: &[Kernel] = &[
+    FORWARD,
+    BACKWARD,
+    BACKWARD_GUIDED,
+    BACKWARD_DECONV,
+    REDIRECT_RESET,
+    REDIRECT_MARK,
+    BACKWARD_REDIRECTED,
+];
 
 /// Which rule carries a gradient back through a ReLU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +34,10 @@ pub enum ReluRule {
     Guided,
     /// Deconvnet (Zeiler & Fergus 2014): gradient positive, input ignored.
     Deconvnet,
+    /// Lucid's redirected gradient for activation maximization: the true gradient, except
+    /// that an image whose true gradient at this ReLU is zero everywhere gets the upstream
+    /// gradient where it would not push a negative input lower ([`relu_backward_redirected`]).
+    Redirected,
 }
 
 /// Mirror of `ReluParams` in relu.wgsl.
@@ -30,7 +46,8 @@ pub enum ReluRule {
 struct ReluParams {
     n: u32,
     accumulate: u32,
-    _pad: [u32; 2],
+    inner: u32,
+    batch: u32,
 }
 const _: () = assert!(std::mem::size_of::<ReluParams>() == 16);
 
@@ -41,7 +58,8 @@ pub fn relu_forward(ctx: &GpuContext, y: &Tensor, x: &Tensor) -> Result<Dispatch
     let params = ReluParams {
         n: to_u32("relu_forward", "numel", x.numel())?,
         accumulate: 0,
-        _pad: [0; 2],
+        inner: 0,
+        batch: 0,
     };
     ctx.dispatch(FORWARD, &params, &[(1, x), (2, y)], ctx.grid_1d(x.numel())?)
 }
@@ -62,14 +80,61 @@ pub fn relu_backward(
     let params = ReluParams {
         n: to_u32("relu_backward", "numel", x.numel())?,
         accumulate: accumulate as u32,
-        _pad: [0; 2],
+        inner: 0,
+        batch: 0,
     };
     let grid = ctx.grid_1d(x.numel())?;
     match rule {
+        ReluRule::Redirected => Err(Error::shape(
+            "relu_backward",
+            "the redirected rule needs per-image flags: use relu_backward_redirected",
+        )),
         ReluRule::Standard => ctx.dispatch(BACKWARD, &params, &[(1, x), (3, dy), (4, dx)], grid),
         ReluRule::Guided => {
             ctx.dispatch(BACKWARD_GUIDED, &params, &[(1, x), (3, dy), (4, dx)], grid)
         }
         ReluRule::Deconvnet => ctx.dispatch(BACKWARD_DECONV, &params, &[(3, dy), (4, dx)], grid),
     }
+}
+
+/// Lucid's redirected ReLU gradient (`redirected_relu_grad`): per image (the first dimension
+/// of `x`), the standard gradient where it is nonzero somewhere in the image, else
+/// `dy` except where `x < 0` and `dy > 0` (where descent on the loss would push the input
+/// lower). `flags` is a `[N]` u32 scratch tensor (shared by every ReLU of a backward pass).
+/// Three launches: reset flags, mark, select.
+pub fn relu_backward_redirected(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    x: &Tensor,
+    flags: &Tensor,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "relu_backward_redirected";
+    expect_dtype(OP, "dy", dy, DType::F32)?;
+    expect_shape(OP, "dy", dy, x.shape())?;
+    expect_shape(OP, "dx", dx, x.shape())?;
+    expect_dtype(OP, "flags", flags, DType::U32)?;
+    let batch = x.shape().first().copied().unwrap_or(0);
+    expect_shape(OP, "flags", flags, &[batch])?;
+    if batch == 0 || x.numel() == 0 {
+        return Err(Error::shape(OP, "x is empty"));
+    }
+    let params = ReluParams {
+        n: to_u32(OP, "numel", x.numel())?,
+        accumulate: accumulate as u32,
+        inner: to_u32(OP, "elements per image", x.numel() / batch)?,
+        batch: to_u32(OP, "N", batch)?,
+    };
+    let grid = ctx.grid_1d(x.numel())?;
+    Ok(vec![
+        ctx.dispatch(REDIRECT_RESET, &params, &[(5, flags)], ctx.grid_1d(batch)?)?,
+        ctx.dispatch(REDIRECT_MARK, &params, &[(1, x), (3, dy), (5, flags)], grid)?,
+        ctx.dispatch(
+            BACKWARD_REDIRECTED,
+            &params,
+            &[(1, x), (3, dy), (5, flags), (4, dx)],
+            grid,
+        )?,
+    ])
 }

@@ -2,16 +2,36 @@
 //! objective per batch image, optimized entirely on the GPU. keras-vis's behaviour (pixel
 //! space, `-activation` + Lp + total-variation losses, RMS-normalized gradients, its RMSProp,
 //! keep-best) is the default; Lucid's Fourier parameterization with decorrelated colour,
-//! Adam and random jitter/rotation/scale/pad transforms are options.
+//! Adam, the redirected ReLU gradient and random jitter/rotation/scale/pad transforms are
+//! options ([`Maximize::lucid`]).
 //!
 //! Every iteration — transforms, forward, backward, regularizers, update, keep-best, loss
 //! log — is one list of launches built once and submitted once per iteration; nothing is
-//! read back until the end unless a progress callback asks for the losses.
+//! read back until the end unless a progress callback or frame recording asks for it.
+//!
+//! # Pixel units
+//! keras-vis's rule takes steps of about one unit per pixel (`-g/√cache` with a normalized
+//! `g`), and its regularizer weights were tuned for Caffe-style VGG16 inputs: 0–255 pixel
+//! levels minus the mean pixel. So in pixel space the optimized variable is
+//! `u = 255 · std[c] · x` for the model input `x` — pixel levels centred on the model's mean
+//! pixel, whatever the model's normalization — clipped to `[-255 mean, 255 (1 - mean)]`, and
+//! total variation and Lp are computed on `u`. The seed is keras-vis's: mid-grey plus noise
+//! of standard deviation 5 % of the range. Adam's learning rate is in units of the `[0, 1]`
+//! image (Lucid's convention), so `lr` 0.05 moves 5 % of the range per step.
+//!
+//! On small models the total-variation term (β = 2, weight 10) in pixel units outweighs the
+//! logits and flattens every image: for a 28×28 digit classifier use
+//! `.total_variation(0.0, 2.0)` (keras-vis's own MNIST example likewise drops it). A unit that
+//! is zero over the whole seed image has a zero gradient and never moves under keras-vis's
+//! rule; [`Maximize::redirect_relu`] fixes that as Lucid does.
+//!
+//! PyTorch agreement: `tools/make_fixtures.py --only maximize` re-implements the loop and
+//! `tests/vis_maximize.rs` matches its first five iterations (RMSProp and Adam) within 1e-4.
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Dispatch, GpuContext, Tensor};
 use crate::model::Model;
-use crate::ops::elementwise::scale;
+use crate::ops::elementwise::{batchnorm_affine_backward_input, batchnorm_affine_forward, scale};
 use crate::ops::random::uniform_fill;
 use crate::ops::relu::ReluRule;
 use crate::vis::optim::{
@@ -27,13 +47,18 @@ use crate::vis::{GradientPass, Objective, Target};
 /// First column of the per-image random numbers the warp reads (jitter reads 0 and 1).
 const WARP_COL: usize = crate::vis::optim::JITTER_COLUMNS;
 
+/// The span of the pixel-space variable: keras-vis's default `input_range = (0, 255)`. Its
+/// update rule takes steps of about one unit per pixel, so the unit must be a pixel level.
+pub const PIXEL_RANGE: f64 = 255.0;
+
 /// The update rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
     /// keras-vis: gradients divided by their RMS, then its RMSProp (decay 0.95, step
     /// `-g/√cache`).
     KerasRmsprop(Rmsprop),
-    /// Adam (Lucid, tf-keras-vis) on the raw gradient.
+    /// Adam (Lucid, tf-keras-vis) on the raw gradient; in pixel space its learning rate is in
+    /// units of the [0, 1] image.
     Adam(Adam),
 }
 
@@ -69,6 +94,8 @@ pub struct Maximize {
     seed: u64,
     size: Option<[usize; 2]>,
     seed_input: Option<Tensor>,
+    record_every: usize,
+    redirect_relu: bool,
 }
 
 impl Default for Maximize {
@@ -85,15 +112,31 @@ pub struct Maximized {
     pub images: Tensor,
     /// The images after the last iteration.
     pub last: Tensor,
+    /// The images the run started from (the seed noise or input, or the initial spectrum's).
+    pub seed_images: Tensor,
     /// Each iteration's total loss per image, `[iterations, N]` row-major.
     pub losses: Vec<f32>,
     /// Iterations run.
     pub iterations: usize,
+    /// Snapshots of the images during the run (see [`Maximize::record_every`]).
+    pub frames: Vec<Frame>,
+    /// `[N, C, H, W]` of `images`, `last` and every frame.
+    pub shape: [usize; 4],
+}
+
+/// The images after one iteration, in model-input space (`[N, C, H, W]` row-major).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Iterations completed when it was taken (1-based).
+    pub iteration: usize,
+    /// The current images (not the best so far).
+    pub images: Vec<f32>,
 }
 
 impl Maximize {
-    /// keras-vis's defaults: 200 iterations, its RMSProp, pixel space, activation weight 1,
-    /// Lp (p = 6) weight 10, total variation (β = 2) weight 10, no transforms.
+    /// keras-vis's defaults: 200 iterations, its RMSProp, pixel space (see the module docs on
+    /// units), activation weight 1, Lp (p = 6) weight 10, total variation (β = 2) weight 10,
+    /// no transforms, plain ReLU gradients.
     pub fn new() -> Maximize {
         Maximize {
             iterations: 200,
@@ -111,11 +154,14 @@ impl Maximize {
             seed: 0,
             size: None,
             seed_input: None,
+            record_every: 0,
+            redirect_relu: false,
         }
     }
 
     /// Lucid-style defaults: Fourier parameterization, Adam (lr 0.05), jitter 8, rotation
-    /// ±5°, scale 0.95–1.05, pad 12, no Lp or TV penalty, 512 iterations.
+    /// ±5°, scale 0.95–1.05, pad 12, no Lp or TV penalty, redirected ReLU gradient, 512
+    /// iterations.
     pub fn lucid() -> Maximize {
         Maximize {
             iterations: 512,
@@ -127,6 +173,7 @@ impl Maximize {
             rotate: 5.0,
             scale: [0.95, 1.05],
             pad: 12,
+            redirect_relu: true,
             ..Maximize::new()
         }
     }
@@ -211,6 +258,23 @@ impl Maximize {
         self
     }
 
+    /// Lucid's redirected ReLU gradient ([`ReluRule::Redirected`]): a unit that is inactive
+    /// over the whole image still passes the gradient that would switch it on, so filters
+    /// that are dead on the seed can be optimized. keras-vis has no such rule (default off in
+    /// [`Maximize::new`], on in [`Maximize::lucid`]).
+    pub fn redirect_relu(mut self, on: bool) -> Self {
+        self.redirect_relu = on;
+        self
+    }
+
+    /// Reads the current images back after the first iteration and every `k` iterations
+    /// (0: never), into [`Maximized::frames`], for keras-vis's GIF of the optimization. Each
+    /// snapshot costs a GPU round trip.
+    pub fn record_every(mut self, k: usize) -> Self {
+        self.record_every = k;
+        self
+    }
+
     /// Runs the optimization for `targets` (one per image; their count is the batch).
     pub fn compute(
         &self,
@@ -254,10 +318,17 @@ impl Maximize {
         let c = pre.channels.count();
         let [h, w] = self.size.unwrap_or(pre.size);
         let shape = [n, c, h, w];
-        // The valid range of model inputs: pixels 0..255 through the normalization.
-        let lo: Vec<f32> = (0..c).map(|i| (0.0 - pre.mean[i]) / pre.std[i]).collect();
-        let hi: Vec<f32> = (0..c).map(|i| (1.0 - pre.mean[i]) / pre.std[i]).collect();
+        let range = PIXEL_RANGE as f32;
+        // Pixel units: `u = 255 · std · x`, the image in 0–255 steps centred on the model's mean
+        // pixel, as Caffe-style inputs (keras-vis's VGG16) are; the model sees `x = u / (255 std)`.
+        let to_model_scale: Vec<f32> = pre.std.iter().map(|s| 1.0 / (range * s)).collect();
+        let to_pixel_scale: Vec<f32> = pre.std.iter().map(|s| range * s).collect();
+        let u_lo: Vec<f32> = pre.mean.iter().map(|m| -range * m).collect();
+        let u_hi: Vec<f32> = pre.mean.iter().map(|m| range * (1.0 - m)).collect();
         let grey: Vec<f32> = (0..c).map(|i| (0.5 - pre.mean[i]) / pre.std[i]).collect();
+        let a_model = Tensor::from_slice(ctx, &[c], &to_model_scale)?;
+        let a_pixel = Tensor::from_slice(ctx, &[c], &to_pixel_scale)?;
+        let zero_shift = Tensor::zeros(ctx, &[c])?;
 
         // The model sees the image after padding (the other transforms keep the size).
         let (mh, mw) = (h + 2 * self.pad, w + 2 * self.pad);
@@ -268,7 +339,11 @@ impl Maximize {
             [n, c, mh, mw],
             objective,
             None,
-            ReluRule::Standard,
+            if self.redirect_relu {
+                ReluRule::Redirected
+            } else {
+                ReluRule::Standard
+            },
         )?;
         // Minimize `-act_weight · score`: the backward seed is the score's, scaled.
         let layer = pass.objective().layer.clone();
@@ -281,10 +356,15 @@ impl Maximize {
         pass.backward.seed().write(ctx, &scaled)?;
         let cls = Tensor::from_slice(ctx, &[n], &vec![-1.0; n])?;
 
-        // The optimized image x (pixel space) or the spectrum producing it.
+        // `x`: the image in model-input space. The optimized variable is `u` (pixel units) in
+        // pixel space, the spectrum producing `x` in Fourier space.
         let x = Tensor::empty(ctx, &shape, DType::F32)?;
-        let spectral = match self.param {
+        let g = Tensor::zeros(ctx, &shape)?;
+        let mut iteration: Vec<Dispatch> = Vec::new();
+        let mut sp_forward_len = 0;
+        let (u, spectral) = match self.param {
             Parameterization::Pixel => {
+                let u = Tensor::empty(ctx, &shape, DType::F32)?;
                 match &self.seed_input {
                     Some(s) => {
                         if s.shape() != shape {
@@ -293,36 +373,49 @@ impl Maximize {
                                 format!("seed input {:?}, expected {shape:?}", s.shape()),
                             ));
                         }
-                        let copy = scale(ctx, &x, s, 1.0)?;
-                        ctx.run(&[&copy])?;
+                        ctx.run(&[&batchnorm_affine_forward(
+                            ctx,
+                            &u,
+                            s,
+                            &a_pixel,
+                            &zero_shift,
+                        )?])?;
                     }
                     None => {
-                        // keras-vis's seed: noise of ±5 % of the range around its middle.
-                        let u = Tensor::empty(ctx, &shape, DType::F32)?;
-                        ctx.run(&[&uniform_fill(ctx, &u, self.seed, -0.05, 0.05)?])?;
-                        let noise = u.download(ctx)?;
-                        let plane = h * w;
-                        let init: Vec<f32> = noise
-                            .iter()
-                            .enumerate()
-                            .map(|(i, v)| {
-                                let ch = (i / plane) % c;
-                                (0.5 + v - pre.mean[ch]) / pre.std[ch]
-                            })
-                            .collect();
-                        x.write(ctx, &init)?;
+                        // keras-vis's `random_array`: noise of standard deviation 5 % of the
+                        // range around its middle (uniform, so ±√3 · 5 %).
+                        let half = 3f32.sqrt() * 0.05 * range;
+                        let noise = Tensor::empty(ctx, &shape, DType::F32)?;
+                        let one = Tensor::from_slice(ctx, &[c], &vec![1.0; c])?;
+                        let mid: Vec<f32> = pre.mean.iter().map(|m| range * (0.5 - m)).collect();
+                        let mid = Tensor::from_slice(ctx, &[c], &mid)?;
+                        ctx.run(&[
+                            &uniform_fill(ctx, &noise, self.seed, -half, half)?,
+                            &batchnorm_affine_forward(ctx, &u, &noise, &one, &mid)?,
+                        ])?;
                     }
                 }
-                None
+                iteration.push(batchnorm_affine_forward(
+                    ctx,
+                    &x,
+                    &u,
+                    &a_model,
+                    &zero_shift,
+                )?);
+                (Some(u), None)
             }
-            Parameterization::Fourier { decay_power } => Some(SpectralParam::new(
-                ctx,
-                shape,
-                decay_power,
-                self.seed,
-                &pre.mean,
-                &pre.std,
-            )?),
+            Parameterization::Fourier { decay_power } => {
+                let sp =
+                    SpectralParam::new(ctx, shape, decay_power, self.seed, &pre.mean, &pre.std)?;
+                iteration.extend(sp.forward(ctx, &x)?);
+                sp_forward_len = iteration.len();
+                (None, Some(sp))
+            }
+        };
+        // What the regularizers, clipping and keep-best act on, and its gradient.
+        let (reg_img, reg_grad) = match &u {
+            Some(u) => (u.clone(), Tensor::zeros(ctx, &shape)?),
+            None => (x.clone(), g.clone()),
         };
 
         // Buffers, allocated once.
@@ -331,7 +424,6 @@ impl Maximize {
         let loss = Tensor::zeros(ctx, &[n])?;
         let scores = Tensor::zeros(ctx, &[n])?;
         let stats = Tensor::zeros(ctx, &[n, 2])?;
-        let g = Tensor::zeros(ctx, &shape)?;
         let gscale = Tensor::zeros(ctx, &[n])?;
         let losses = Tensor::zeros(ctx, &[self.iterations, n])?;
         let best = Tensor::zeros(ctx, &shape)?;
@@ -349,11 +441,6 @@ impl Maximize {
         let warp = self.rotate != 0.0 || self.scale != [1.0, 1.0];
         let random = self.jitter > 0 || warp;
 
-        // Launches before the model's (transforms) and after it (losses, update).
-        let mut iteration: Vec<Dispatch> = Vec::new();
-        if let Some(sp) = &spectral {
-            iteration.extend(sp.forward(ctx, &x)?);
-        }
         if random {
             iteration.push(step_uniform(ctx, &rand, &step, self.seed)?);
         }
@@ -467,13 +554,25 @@ impl Maximize {
         if !wrote_g {
             iteration.push(scale(ctx, &g, &d_cur, 1.0)?);
         }
-        // Regularizers on x.
+        if u.is_some() {
+            iteration.push(batchnorm_affine_backward_input(
+                ctx, &reg_grad, &g, &a_model, false,
+            )?);
+        }
+        // Regularizers, in pixel units in pixel space.
         if self.tv_weight != 0.0 {
-            iteration.push(tv_loss(ctx, &loss, &x, self.tv_beta, self.tv_weight, true)?);
+            iteration.push(tv_loss(
+                ctx,
+                &loss,
+                &reg_img,
+                self.tv_beta,
+                self.tv_weight,
+                true,
+            )?);
             iteration.push(tv_backward(
                 ctx,
-                &g,
-                &x,
+                &reg_grad,
+                &reg_img,
                 self.tv_beta,
                 self.tv_weight,
                 true,
@@ -484,15 +583,15 @@ impl Maximize {
                 ctx,
                 &loss,
                 &stats,
-                &x,
+                &reg_img,
                 self.lp_p,
                 self.lp_weight,
                 true,
             )?);
             iteration.push(lp_backward(
                 ctx,
-                &g,
-                &x,
+                &reg_grad,
+                &reg_img,
                 &stats,
                 self.lp_p,
                 self.lp_weight,
@@ -506,14 +605,26 @@ impl Maximize {
         match (&spectral, self.optimizer) {
             (None, Optimizer::KerasRmsprop(r)) => {
                 state_a = Tensor::zeros(ctx, &shape)?;
-                iteration.push(grad_rms(ctx, &gscale, &g, r.eps)?);
-                iteration.push(rmsprop_update(ctx, &x, &state_a, &g, Some(&gscale), r)?);
+                iteration.push(grad_rms(ctx, &gscale, &reg_grad, r.eps)?);
+                iteration.push(rmsprop_update(
+                    ctx,
+                    &reg_img,
+                    &state_a,
+                    &reg_grad,
+                    Some(&gscale),
+                    r,
+                )?);
             }
             (None, Optimizer::Adam(a)) => {
                 state_a = Tensor::zeros(ctx, &shape)?;
                 state_b = Tensor::zeros(ctx, &shape)?;
+                // The learning rate is in units of the [0, 1] image (Lucid's convention).
+                let a = Adam {
+                    lr: a.lr * range,
+                    ..a
+                };
                 iteration.push(adam_update(
-                    ctx, &x, &state_a, &state_b, &g, None, &step, a,
+                    ctx, &reg_img, &state_a, &state_b, &reg_grad, None, &step, a,
                 )?);
             }
             (Some(sp), opt) => {
@@ -541,31 +652,88 @@ impl Maximize {
                 iteration.extend(sp.forward(ctx, &x)?);
             }
         }
-        if spectral.is_none() {
-            iteration.push(clip_channels(ctx, &x, &lo, &hi)?);
+        if u.is_some() {
+            iteration.push(clip_channels(ctx, &reg_img, &u_lo, &u_hi)?);
         }
-        iteration.extend(keep_best(ctx, &best, &best_loss, &x, &loss)?);
+        iteration.extend(keep_best(ctx, &best, &best_loss, &reg_img, &loss)?);
         iteration.push(step_advance(ctx, &step)?);
 
-        let (pre, post) = iteration.split_at(before_model);
-        let refs: Vec<&Dispatch> = pre
+        let (pre_model, post_model) = iteration.split_at(before_model);
+        let refs: Vec<&Dispatch> = pre_model
             .iter()
             .chain(pass.forward.dispatches())
             .chain(pass.backward.dispatches())
-            .chain(post.iter())
+            .chain(post_model.iter())
             .collect();
+        // Model-space views of the pixel-space variable, for frames and the results.
+        let frame_img = Tensor::zeros(ctx, &shape)?;
+        let to_model = |dst: &Tensor, src: &Tensor| -> Result<Option<Dispatch>> {
+            match u {
+                Some(_) => Ok(Some(batchnorm_affine_forward(
+                    ctx,
+                    dst,
+                    src,
+                    &a_model,
+                    &zero_shift,
+                )?)),
+                None => Ok(None),
+            }
+        };
+        let frame_launch = to_model(&frame_img, &reg_img)?;
+        let seed_images = Tensor::zeros(ctx, &shape)?;
+        match &frame_launch {
+            Some(_) => {
+                if let Some(d) = to_model(&seed_images, &reg_img)? {
+                    ctx.run(&[&d])?;
+                }
+            }
+            None => ctx.run(&pre_model[..sp_forward_len].iter().collect::<Vec<_>>())?,
+        }
+        if spectral.is_some() {
+            ctx.run(&[&scale(ctx, &seed_images, &x, 1.0)?])?;
+        }
+        let mut frames = Vec::new();
         for i in 0..self.iterations {
             ctx.run(&refs)?;
-            if every > 0 && ((i + 1) % every == 0 || i + 1 == self.iterations) {
+            let done = i + 1;
+            if every > 0 && (done % every == 0 || done == self.iterations) {
                 let l = loss.download(ctx)?;
-                progress(i + 1, &l);
+                progress(done, &l);
+            }
+            if self.record_every > 0 && (done % self.record_every == 0 || done == 1) {
+                let images = match &frame_launch {
+                    Some(d) => {
+                        ctx.run(&[d])?;
+                        frame_img.download(ctx)?
+                    }
+                    None => x.download(ctx)?,
+                };
+                frames.push(Frame {
+                    iteration: done,
+                    images,
+                });
             }
         }
+        let (images, last) = match &u {
+            Some(u) => {
+                let images = Tensor::zeros(ctx, &shape)?;
+                let last = Tensor::zeros(ctx, &shape)?;
+                let a = to_model(&images, &best)?;
+                let b = to_model(&last, u)?;
+                let launches: Vec<&Dispatch> = a.iter().chain(b.iter()).collect();
+                ctx.run(&launches)?;
+                (images, last)
+            }
+            None => (best, x),
+        };
         Ok(Maximized {
-            images: best,
-            last: x,
+            images,
+            last,
+            seed_images,
             losses: losses.download(ctx)?,
             iterations: self.iterations,
+            frames,
+            shape,
         })
     }
 }

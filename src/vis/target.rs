@@ -66,6 +66,9 @@ pub enum Target {
         /// Layer name.
         layer: String,
     },
+    /// A weighted sum of linear targets that read the same layer (Lucid's `a + 0.5 * b`):
+    /// classes, regressions, filters, neurons, layer means, or further weighted sums.
+    Weighted(Vec<(f32, Target)>),
 }
 
 impl Target {
@@ -76,7 +79,16 @@ impl Target {
             | Target::Filters { layer, .. }
             | Target::Neuron { layer, .. }
             | Target::LayerMean { layer } => Some(layer),
+            Target::Weighted(parts) => parts.first().and_then(|(_, t)| t.layer()),
             _ => None,
+        }
+    }
+
+    /// The target and, for weighted sums, every component, depth first.
+    fn leaves(&self) -> Vec<&Target> {
+        match self {
+            Target::Weighted(parts) => parts.iter().flat_map(|(_, t)| t.leaves()).collect(),
+            t => vec![t],
         }
     }
 
@@ -123,7 +135,7 @@ impl Objective {
             .layer()
             .unwrap_or(model.output_layer())
             .to_string();
-        for t in targets {
+        for t in targets.iter().flat_map(|t| t.leaves()) {
             let l = t.layer().unwrap_or(model.output_layer());
             if l != layer {
                 return Err(Error::shape(
@@ -156,6 +168,25 @@ impl Objective {
         let units = row_shape.first().copied().unwrap_or(0);
         let out_units: usize = row_len(&row_shape);
         for t in targets {
+            if let Target::Weighted(parts) = t {
+                if parts.is_empty() {
+                    return Err(Error::shape(OP, "an empty weighted sum"));
+                }
+                if let Some((w, _)) = parts.iter().find(|(w, _)| !w.is_finite()) {
+                    return Err(Error::shape(OP, format!("weight {w} is not finite")));
+                }
+                if t.leaves()
+                    .iter()
+                    .any(|l| matches!(l, Target::TopClass | Target::Probability(_)))
+                {
+                    return Err(Error::shape(
+                        OP,
+                        "a weighted sum takes linear targets only (no top class or probability)",
+                    ));
+                }
+            }
+        }
+        for t in targets.iter().flat_map(|t| t.leaves()) {
             let check = |what: &str, i: usize, max: usize| -> Result<()> {
                 if i >= max {
                     return Err(Error::shape(
@@ -188,7 +219,7 @@ impl Objective {
                     }
                 }
                 Target::Neuron { channel, .. } => check("channel", *channel, units)?,
-                Target::TopClass | Target::LayerMean { .. } => {}
+                Target::TopClass | Target::LayerMean { .. } | Target::Weighted(_) => {}
             }
             if matches!(t, Target::Probability(_) | Target::TopClass)
                 && layer != model.output_layer()
@@ -252,60 +283,15 @@ impl Objective {
                     Error::shape("target", "this target needs the model output values")
                 })
             };
-            match self.target(i) {
-                Target::Class(c) => s[*c] = 1.0,
-                Target::Classes(cs) => {
-                    for c in cs {
-                        s[*c] += 1.0;
-                    }
-                }
-                Target::Regression { output, goal } => {
-                    s[*output] = 1.0;
-                    // Decrease explains the negated output; Maintain is a modifier of the
-                    // final gradient (small_values), applied by the method.
-                    if *goal == RegressionGoal::Decrease {
-                        s[*output] = -1.0;
-                    }
-                }
-                Target::TopClass => {
-                    let o = out_row()?;
-                    s[argmax(o)] = 1.0;
-                }
-                Target::Probability(c) => {
-                    // d softmax_c / d z_j = p_c (δ_cj - p_j).
-                    let p = softmax(out_row()?);
-                    for (j, v) in s.iter_mut().enumerate() {
-                        *v = (p[*c] * (if j == *c { 1.0 } else { 0.0 } - p[j])) as f32;
-                    }
-                }
-                Target::Filter { channel, .. } => {
-                    s[channel * plane..(channel + 1) * plane].fill(1.0 / plane as f32);
-                }
-                Target::Filters { channels, .. } => {
-                    for c in channels {
-                        for v in &mut s[c * plane..(c + 1) * plane] {
-                            *v += 1.0 / plane as f32;
-                        }
-                    }
-                }
-                Target::Neuron { channel, y, x, .. } => {
-                    let (h, w) = match row_shape {
-                        [_, h, w] => (*h, *w),
-                        _ => (1, 1),
-                    };
-                    if *y >= h || *x >= w {
-                        return Err(Error::shape(
-                            "target",
-                            format!(
-                                "neuron ({channel}, {y}, {x}) is outside layer `{}` of shape {row_shape:?}",
-                                self.layer
-                            ),
-                        ));
-                    }
-                    s[channel * plane + y * w + x] = 1.0;
-                }
-                Target::LayerMean { .. } => s.fill(1.0 / row as f32),
-            }
+            fill_seed(
+                self.target(i),
+                1.0,
+                s,
+                row_shape,
+                plane,
+                &self.layer,
+                out_row,
+            )?;
         }
         Ok(seed)
     }
@@ -329,6 +315,85 @@ impl Objective {
             })
             .collect())
     }
+}
+
+/// Adds `weight ×` the seed of `target` to one image's seed row `s`.
+fn fill_seed<'a>(
+    target: &Target,
+    weight: f32,
+    s: &mut [f32],
+    row_shape: &[usize],
+    plane: usize,
+    layer: &str,
+    out_row: impl Fn() -> Result<&'a [f32]> + Copy,
+) -> Result<()> {
+    let row = s.len();
+    match target {
+        Target::Class(c) => s[*c] += weight,
+        Target::Classes(cs) => {
+            for c in cs {
+                s[*c] += weight;
+            }
+        }
+        Target::Regression { output, goal } => {
+            // Decrease explains the negated output; Maintain is a modifier of the final
+            // gradient (small_values), applied by the method.
+            s[*output] += if *goal == RegressionGoal::Decrease {
+                -weight
+            } else {
+                weight
+            };
+        }
+        Target::TopClass => {
+            let o = out_row()?;
+            s[argmax(o)] += weight;
+        }
+        Target::Probability(c) => {
+            // d softmax_c / d z_j = p_c (δ_cj - p_j).
+            let p = softmax(out_row()?);
+            for (j, v) in s.iter_mut().enumerate() {
+                *v += weight * (p[*c] * (if j == *c { 1.0 } else { 0.0 } - p[j])) as f32;
+            }
+        }
+        Target::Filter { channel, .. } => {
+            for v in &mut s[channel * plane..(channel + 1) * plane] {
+                *v += weight / plane as f32;
+            }
+        }
+        Target::Filters { channels, .. } => {
+            for c in channels {
+                for v in &mut s[c * plane..(c + 1) * plane] {
+                    *v += weight / plane as f32;
+                }
+            }
+        }
+        Target::Neuron { channel, y, x, .. } => {
+            let (h, w) = match row_shape {
+                [_, h, w] => (*h, *w),
+                _ => (1, 1),
+            };
+            if *y >= h || *x >= w {
+                return Err(Error::shape(
+                    "target",
+                    format!(
+                        "neuron ({channel}, {y}, {x}) is outside layer `{layer}` of shape {row_shape:?}"
+                    ),
+                ));
+            }
+            s[channel * plane + y * w + x] += weight;
+        }
+        Target::LayerMean { .. } => {
+            for v in s.iter_mut() {
+                *v += weight / row as f32;
+            }
+        }
+        Target::Weighted(parts) => {
+            for (w, t) in parts {
+                fill_seed(t, weight * w, s, row_shape, plane, layer, out_row)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Index of the largest value (the first on ties, as torch.argmax).

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod maps;
+mod maximize;
 
 use cnnvis::model::preprocess::{load_image, ChannelMode, Preprocess};
 use cnnvis::model::weights::Weights;
@@ -37,6 +38,9 @@ enum Command {
     Saliency(maps::SaliencyArgs),
     /// Class activation maps at a layer (Grad-CAM and its variants), overlaid on the images.
     Cam(maps::CamArgs),
+    /// Activation maximization: the inputs that most excite classes or a layer's filters,
+    /// optimized as one GPU batch, written as a labelled grid (and a GIF, raw tensors).
+    Maximize(maximize::MaximizeArgs),
 }
 
 /// How to interpret a weights file (shared by the model commands).
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict(&args),
         Command::Saliency(args) => maps::saliency(&args),
         Command::Cam(args) => maps::cam(&args),
+        Command::Maximize(args) => maximize::maximize(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
