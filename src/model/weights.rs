@@ -187,6 +187,7 @@ pub enum ModelError {
 enum Bytes {
     Mapped(memmap2::Mmap),
     Static(&'static [u8]),
+    Owned(Vec<u8>),
 }
 
 impl Bytes {
@@ -194,6 +195,7 @@ impl Bytes {
         match self {
             Bytes::Mapped(m) => m,
             Bytes::Static(s) => s,
+            Bytes::Owned(v) => v,
         }
     }
 }
@@ -247,6 +249,12 @@ impl Weights {
     /// Validates a safetensors file embedded in the binary (`include_bytes!`).
     pub fn from_static(bytes: &'static [u8]) -> Result<Weights, ModelError> {
         Weights::parse(PathBuf::from("<embedded>"), Bytes::Static(bytes))
+    }
+
+    /// Validates a safetensors file held in memory (e.g. re-initialized weights built by
+    /// `safetensors::serialize`); its path reads `<memory>`.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Weights, ModelError> {
+        Weights::parse(PathBuf::from("<memory>"), Bytes::Owned(bytes))
     }
 
     fn parse(path: PathBuf, bytes: Bytes) -> Result<Weights, ModelError> {

@@ -2,6 +2,7 @@
 //! method shares. Method families live in their own modules.
 
 pub mod cam;
+pub mod eval;
 pub mod maximize;
 pub mod optim;
 pub mod saliency;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod maps;
+mod demo;
+mod eval;
 mod maximize;
 
 use cnnvis::model::preprocess::{load_image, ChannelMode, Preprocess};
@@ -23,6 +25,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// See what cnnvis does: class images, filters, an optimization GIF, saliency and Grad-CAM
+    /// overlays from the embedded demo models, with an index.html (no download needed).
+    Demo(demo::DemoArgs),
     /// Show the GPU adapter cnnvis would use (honours WGPU_BACKEND and WGPU_ADAPTER_NAME) and
     /// its limits.
     Adapter,
@@ -41,6 +46,9 @@ enum Command {
     /// Activation maximization: the inputs that most excite classes or a layer's filters,
     /// optimized as one GPU batch, written as a labelled grid (and a GIF, raw tensors).
     Maximize(maximize::MaximizeArgs),
+    /// Sanity checks of the attention maps: pointing game, deletion/insertion AUC and
+    /// cascading model randomization, one table row per method.
+    Eval(eval::EvalArgs),
 }
 
 /// How to interpret a weights file (shared by the model commands).
@@ -123,6 +131,7 @@ pub(crate) type CliResult = Result<(), Box<dyn std::error::Error>>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: CliResult = match cli.command {
+        Command::Demo(args) => demo::demo(&args),
         Command::Adapter => adapter().map_err(Into::into),
         Command::CheckShaders => check_shaders().map_err(Into::into),
         Command::Info(args) => info(&args),
@@ -130,6 +139,7 @@ fn main() -> ExitCode {
         Command::Saliency(args) => maps::saliency(&args),
         Command::Cam(args) => maps::cam(&args),
         Command::Maximize(args) => maximize::maximize(&args),
+        Command::Eval(args) => eval::eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

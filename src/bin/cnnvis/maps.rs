@@ -218,7 +218,7 @@ pub enum CamMethodArg {
 }
 
 /// Image files of `paths`, folders expanded (sorted, by extension).
-fn expand_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn expand_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     const EXT: &[&str] = &[
         "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pnm", "ppm", "pgm", "tga",
     ];
@@ -239,8 +239,10 @@ fn expand_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
                 return Err(format!("folder {} holds no images", p.display()));
             }
             out.extend(found);
-        } else {
+        } else if p.exists() {
             out.push(p.clone());
+        } else {
+            return Err(format!("{} does not exist", p.display()));
         }
     }
     Ok(out)
@@ -355,7 +357,7 @@ fn save_maps(ctx: &GpuContext, rgba: &Tensor, out: &Path, paths: &[PathBuf]) -> 
 
 /// Min-max normalizes `[N, H, W]` maps on the GPU (the CAM module's normalization at the same
 /// size).
-fn normalized(ctx: &GpuContext, maps: &Tensor) -> cnnvis::Result<Tensor> {
+pub(crate) fn normalized(ctx: &GpuContext, maps: &Tensor) -> cnnvis::Result<Tensor> {
     let n = maps.shape()[0];
     let out = Tensor::empty(ctx, maps.shape(), cnnvis::gpu::DType::F32)?;
     let s1 = Tensor::empty(ctx, &[n, 2], cnnvis::gpu::DType::F32)?;
@@ -383,7 +385,7 @@ fn render(
 }
 
 /// The maximum over channels of `[N, C, H, W]` values, for display.
-fn channel_max(data: &[f32], shape: &[usize]) -> Vec<f32> {
+pub(crate) fn channel_max(data: &[f32], shape: &[usize]) -> Vec<f32> {
     let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3]);
     let mut out = vec![f32::NEG_INFINITY; n * plane];
     for i in 0..n {

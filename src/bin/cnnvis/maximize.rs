@@ -425,7 +425,7 @@ fn to_rgb(data: &[f32], shape: [usize; 4], zoom: u32) -> Vec<RgbImage> {
 }
 
 /// The labelled grid of model-input-space images `[N, C, H, W]`.
-fn grid_image(
+pub(crate) fn grid_image(
     data: &[f32],
     shape: [usize; 4],
     labels: &[String],
@@ -440,7 +440,7 @@ fn grid_image(
 }
 
 /// A GIF frame: the grid with a `step i` caption strip above it.
-fn caption(grid: &RgbImage, text: &str) -> RgbImage {
+pub(crate) fn caption(grid: &RgbImage, text: &str) -> RgbImage {
     let scale = 1;
     let strip = cnnvis::render::font::text_height(scale) + 4;
     let mut out = RgbImage::from_pixel(grid.width(), grid.height() + strip, Rgb([0, 0, 0]));
