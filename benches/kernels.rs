@@ -1,9 +1,14 @@
 //! Kernel benchmarks: the adapter's practical FMA peak, then conv2d forward and backward to the
-//! input at the shapes of VGG16's conv layers (batch 1, 3×3, padding 1), each as GFLOP/s and as a
-//! fraction of the peak measured in the same run.
+//! input at every distinct conv layer shape of VGG16 and ResNet50 (batch 1, 224² input: 3×3,
+//! 1×1, strided and the 7×7 stem), each as GFLOP/s and as a fraction of the peak measured in the
+//! same run. After a model's shapes, a total weighted by how often each shape occurs in the
+//! model (when every shape of it ran).
 //!
-//! `cargo bench --bench kernels [-- FILTER]`; `CNNVIS_BENCH_SAMPLES=N` sets samples per figure
-//! (default 5), `CNNVIS_BENCH_WEIGHT=1` adds backward-to-weight.
+//! `cargo bench --bench kernels [-- FILTER...] [--json OUT.json]`: a FILTER is a substring of
+//! the row label (`vgg16`, `resnet50`, `3x3`, `1x1`, `s2`, `14x14`, ...; any may match).
+//! `CNNVIS_BENCH_SAMPLES=N` sets samples per figure (default 5), `CNNVIS_BENCH_WEIGHT=1` adds
+//! backward-to-weight. `--json` writes `{device, adapter, fma_peak_gflops, kernels: [{layer,
+//! model, pass, count, gflop, median_s, gflops, peak_fraction}]}`.
 
 use std::time::{Duration, Instant};
 
@@ -15,24 +20,114 @@ use cnnvis::ops::conv2d::{
 use cnnvis::ops::fma_peak::fma_peak;
 use cnnvis::{GpuContext, Tensor};
 
-/// (H = W, Cin, Cout) of VGG16's distinct conv layer shapes.
-const VGG16_CONVS: &[(usize, usize, usize)] = &[
-    (224, 3, 64),
-    (224, 64, 64),
-    (112, 128, 128),
-    (56, 256, 256),
-    (28, 512, 512),
-    (14, 512, 512),
+/// One distinct conv layer shape of a model.
+#[derive(Clone, Copy)]
+struct ConvShape {
+    /// Input height = width.
+    hw: usize,
+    cin: usize,
+    cout: usize,
+    /// Kernel height = width.
+    k: usize,
+    stride: usize,
+    pad: usize,
+    /// How many layers of the model have this shape.
+    count: usize,
+}
+
+const fn conv(
+    hw: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    count: usize,
+) -> ConvShape {
+    ConvShape {
+        hw,
+        cin,
+        cout,
+        k,
+        stride,
+        pad: k / 2,
+        count,
+    }
+}
+
+/// VGG16's conv layers (3×3, padding 1): every distinct shape with its count.
+const VGG16_CONVS: &[ConvShape] = &[
+    conv(224, 3, 64, 3, 1, 1),
+    conv(224, 64, 64, 3, 1, 1),
+    conv(112, 64, 128, 3, 1, 1),
+    conv(112, 128, 128, 3, 1, 1),
+    conv(56, 128, 256, 3, 1, 1),
+    conv(56, 256, 256, 3, 1, 2),
+    conv(28, 256, 512, 3, 1, 1),
+    conv(28, 512, 512, 3, 1, 2),
+    conv(14, 512, 512, 3, 1, 3),
+];
+
+/// torchvision ResNet50's conv layers (v1.5: stride on the 3×3), including the downsample
+/// 1×1 convs, with their counts.
+const RESNET50_CONVS: &[ConvShape] = &[
+    // Stem.
+    conv(224, 3, 64, 7, 2, 1),
+    // layer1, 56².
+    conv(56, 64, 64, 1, 1, 1),
+    conv(56, 256, 64, 1, 1, 2),
+    conv(56, 64, 64, 3, 1, 3),
+    conv(56, 64, 256, 1, 1, 4),
+    // layer2.
+    conv(56, 256, 128, 1, 1, 1),
+    conv(56, 128, 128, 3, 2, 1),
+    conv(56, 256, 512, 1, 2, 1),
+    conv(28, 512, 128, 1, 1, 3),
+    conv(28, 128, 128, 3, 1, 3),
+    conv(28, 128, 512, 1, 1, 4),
+    // layer3.
+    conv(28, 512, 256, 1, 1, 1),
+    conv(28, 256, 256, 3, 2, 1),
+    conv(28, 512, 1024, 1, 2, 1),
+    conv(14, 1024, 256, 1, 1, 5),
+    conv(14, 256, 256, 3, 1, 5),
+    conv(14, 256, 1024, 1, 1, 6),
+    // layer4.
+    conv(14, 1024, 512, 1, 1, 1),
+    conv(14, 512, 512, 3, 2, 1),
+    conv(14, 1024, 2048, 1, 2, 1),
+    conv(7, 2048, 512, 1, 1, 2),
+    conv(7, 512, 512, 3, 1, 2),
+    conv(7, 512, 2048, 1, 1, 3),
 ];
 
 /// A sample should last at least this long, so submit overhead does not dominate fast GPUs.
 const MIN_SAMPLE: Duration = Duration::from_millis(40);
 
+/// One measured row, for the totals and `--json`.
+struct Row {
+    layer: String,
+    model: &'static str,
+    pass: &'static str,
+    count: usize,
+    flops: f64,
+    seconds: f64,
+}
+
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let mut filter: Vec<String> = Vec::new();
+    let mut json: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--json" {
+            json = args.next();
+            if json.is_none() {
+                eprintln!("error: --json needs a path");
+                std::process::exit(2);
+            }
+        } else if !a.starts_with('-') {
+            filter.push(a);
+        }
+    }
     let samples: usize = std::env::var("CNNVIS_BENCH_SAMPLES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -52,79 +147,131 @@ fn main() {
     let peak = fma_peak_gflops(&ctx, samples);
     println!("FMA peak (independent vec4 FMA chains): {peak:.1} GFLOP/s\n");
     println!(
-        "{:<28} {:<16} {:>10} {:>9} {:>10} {:>7}",
+        "{:<38} {:<16} {:>10} {:>9} {:>10} {:>7}",
         "layer", "pass", "GFLOP", "ms", "GFLOP/s", "% peak"
     );
-    for &(hw, cin, cout) in VGG16_CONVS {
-        let name = format!("conv {hw}x{hw} {cin}->{cout} 3x3");
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
+    let mut rows: Vec<Row> = Vec::new();
+    for (model, shapes) in [("vgg16", VGG16_CONVS), ("resnet50", RESNET50_CONVS)] {
+        let mut ran = 0;
+        for s in shapes {
+            let name = format!(
+                "{model} conv {hw}x{hw} {}->{} {k}x{k}{}",
+                s.cin,
+                s.cout,
+                if s.stride > 1 {
+                    format!(" s{}", s.stride)
+                } else {
+                    String::new()
+                },
+                hw = s.hw,
+                k = s.k
+            );
+            if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+                continue;
+            }
+            ran += 1;
+            match bench_conv(&ctx, &name, s, samples, peak, with_weight) {
+                Ok(r) => rows.extend(r.into_iter().map(|(pass, flops, seconds)| Row {
+                    layer: name.clone(),
+                    model,
+                    pass,
+                    count: s.count,
+                    flops,
+                    seconds,
+                })),
+                Err(e) => println!("{name:<38} error: {e}"),
+            }
         }
-        if let Err(e) = bench_conv(&ctx, &name, hw, cin, cout, samples, peak, with_weight) {
-            println!("{name:<28} error: {e}");
+        if ran == shapes.len() {
+            for pass in ["forward", "backward-input", "backward-weight"] {
+                let of: Vec<&Row> = rows
+                    .iter()
+                    .filter(|r| r.model == model && r.pass == pass)
+                    .collect();
+                if of.len() == shapes.len() {
+                    let flops: f64 = of.iter().map(|r| r.flops * r.count as f64).sum();
+                    let seconds: f64 = of.iter().map(|r| r.seconds * r.count as f64).sum();
+                    report(
+                        &format!("{model} all convs (weighted)"),
+                        pass,
+                        flops,
+                        seconds,
+                        peak,
+                    );
+                }
+            }
         }
+    }
+    if let Some(path) = json {
+        use serde_json::json;
+        let a = ctx.adapter();
+        let kernels: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let g = r.flops / r.seconds / 1e9;
+                json!({"layer": r.layer, "model": r.model, "pass": r.pass, "count": r.count,
+                       "gflop": r.flops / 1e9, "median_s": r.seconds, "gflops": g,
+                       "peak_fraction": g / peak})
+            })
+            .collect();
+        let doc = json!({"device": a.name, "adapter": a.to_string(),
+                         "fma_peak_gflops": peak, "kernels": kernels});
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("error: writing {path}: {e}");
+            std::process::exit(1);
+        }
+        println!("\nwrote {path}");
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Times forward and backward-to-input (and backward-to-weight when asked) of one shape;
+/// returns `(pass, flops, median seconds)` per pass.
 fn bench_conv(
     ctx: &GpuContext,
     name: &str,
-    hw: usize,
-    cin: usize,
-    cout: usize,
+    s: &ConvShape,
     samples: usize,
     peak: f64,
     with_weight: bool,
-) -> cnnvis::Result<()> {
-    let cfg = Conv2dConfig::new().padding(1);
-    let xs = [1, cin, hw, hw];
-    let ws = [cout, cin, 3, 3];
+) -> cnnvis::Result<Vec<(&'static str, f64, f64)>> {
+    let cfg = Conv2dConfig::new().padding(s.pad).stride(s.stride);
+    let xs = [1, s.cin, s.hw, s.hw];
+    let ws = [s.cout, s.cin, s.k, s.k];
     let ys = conv2d_output_shape(&xs, &ws, &cfg)?;
     let flops = conv2d_flops(&xs, &ws, &cfg)? as f64;
     let x = random_tensor(ctx, &xs, 1)?;
     let w = random_tensor(ctx, &ws, 2)?;
-    let b = random_tensor(ctx, &[cout], 3)?;
+    let b = random_tensor(ctx, &[s.cout], 3)?;
     let y = Tensor::empty(ctx, &ys, DType::F32)?;
     let dy = random_tensor(ctx, &ys, 4)?;
     let dx = Tensor::empty(ctx, &xs, DType::F32)?;
+    let mut out = Vec::new();
 
     let fwd = conv2d_forward(ctx, &y, &x, &w, Some(&b), &cfg)?;
-    report(
-        name,
-        "forward",
-        flops,
-        time_dispatches(ctx, &[&fwd], samples)?,
-        peak,
-    );
+    let t = time_dispatches(ctx, &[&fwd], samples)?;
+    report(name, "forward", flops, t, peak);
+    out.push(("forward", flops, t));
     let bwd = conv2d_backward_input(ctx, &dx, &dy, &w, &cfg, false)?;
-    report(
-        name,
-        "backward-input",
-        flops,
-        time_dispatches(ctx, &[&bwd], samples)?,
-        peak,
-    );
+    let t = time_dispatches(ctx, &[&bwd], samples)?;
+    report(name, "backward-input", flops, t, peak);
+    out.push(("backward-input", flops, t));
     if with_weight {
         let dw = Tensor::empty(ctx, &ws, DType::F32)?;
-        let db = Tensor::empty(ctx, &[cout], DType::F32)?;
+        let db = Tensor::empty(ctx, &[s.cout], DType::F32)?;
         let ds = conv2d_backward_weight(ctx, &dw, Some(&db), &dy, &x, &cfg, false)?;
         let refs: Vec<&Dispatch> = ds.iter().collect();
-        report(
-            name,
-            "backward-weight",
-            flops,
-            time_dispatches(ctx, &refs, samples)?,
-            peak,
-        );
+        let t = time_dispatches(ctx, &refs, samples)?;
+        report(name, "backward-weight", flops, t, peak);
+        out.push(("backward-weight", flops, t));
     }
-    Ok(())
+    Ok(out)
 }
 
 fn report(name: &str, pass: &str, flops: f64, seconds: f64, peak: f64) {
     let gflops = flops / seconds / 1e9;
     println!(
-        "{name:<28} {pass:<16} {:>10.3} {:>9.2} {:>10.2} {:>6.1}%",
+        "{name:<38} {pass:<16} {:>10.3} {:>9.2} {:>10.2} {:>6.1}%",
         flops / 1e9,
         seconds * 1e3,
         gflops,

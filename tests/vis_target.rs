@@ -162,7 +162,7 @@ fn weighted_sums_match_their_scores_and_the_sum_of_their_parts() {
     ];
     for t in bad {
         assert!(
-            Objective::new(&model, &[t.clone()], 2).is_err(),
+            Objective::new(&model, std::slice::from_ref(&t), 2).is_err(),
             "{t:?} accepted"
         );
     }

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# device_bench.sh: cnnvis's kernel benchmark and the PyTorch comparison on an NVIDIA GPU, in
+# one run that finishes within about 7 minutes (it stops starting stages after 400 s).
+#
+# Runs in the repository root on a machine with python3 + torch + torchvision (CUDA), no Rust
+# and no network. Expects, beside the working tree:
+#   .gl/        Vulkan loader .debs (unpacked here with dpkg -x)
+#   .whl/       captum, grad-cam and ttach wheels (installed with --no-deps into /tmp/site)
+#   .benchbin/  the prebuilt bench binaries `e2e` and `kernels`
+# Writes into "$OUT/" (5 files): log.txt (setup, nvidia-smi, every table), kernels.json,
+# fp32.json (light cases, batch 1 and 64, TF32 off), heavy.json (SmoothGrad-50, Score-CAM,
+# activation maximization with 20 iterations, TF32 off), tf32.json (torch with TF32 on;
+# cnnvis's figures reused from fp32.json). Each JSON is rewritten after every case, so a
+# stage cut short by its timeout keeps what it measured.
+#
+# Preparing the carried folders (on the x86-64 build machine, repository root):
+#   mkdir -p .benchbin && for b in e2e kernels; do
+#     p=$(XDG_RUNTIME_DIR=/tmp cargo bench --bench $b --no-run 2>&1 |
+#         sed -n 's/.*Executable .*(\(.*\))$/\1/p'); cp "$p" .benchbin/$b; done
+#   ls -la .benchbin   # two executables, about 9 MB each
+#   mkdir -p .whl && python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux2014_x86_64 --platform any -d .whl captum==0.9.0 ttach==0.0.3
+#   # grad-cam is published as a source archive only: build its (pure-Python) wheel instead.
+#   python3 -m pip wheel --no-deps -w .whl grad-cam==1.5.7
+# Their dependencies are not carried: captum imports matplotlib, numpy, packaging, tqdm;
+# pytorch_grad_cam imports cv2 (opencv-python-headless), scipy, sklearn, matplotlib, PIL,
+# tqdm and ttach. The setup step prints which import; where captum or pytorch_grad_cam does
+# not, bench_vs_torch.py runs its plain-autograd fallbacks and names them in its table.
+#
+# Run: bash tools/device_bench.sh   (OUT defaults to ./device_out)
+
+set -u
+OUT=${OUT:-$PWD/device_out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+START=$(date +%s)
+BUDGET=${DEVICE_BENCH_BUDGET:-400}
+
+elapsed() { echo $(($(date +%s) - START)); }
+
+# stage NAME SECONDS CMD...: runs CMD under a timeout of SECONDS, shortened to what is left.
+stage() {
+    local name=$1 want=$2
+    shift 2
+    local left=$((BUDGET - $(elapsed)))
+    local t=$((want < left ? want : left))
+    if ((t < 20)); then
+        echo "== skip $name: $(elapsed) s used of $BUDGET"
+        return
+    fi
+    echo
+    echo "== $name (timeout ${t} s, at $(elapsed) s)"
+    timeout -k 5 "$t" "$@"
+    echo "== $name: exit $? at $(elapsed) s"
+}
+
+echo "== setup $(date -u +%FT%TZ)"
+for f in .gl/*.deb; do
+    [ -e "$f" ] && dpkg -x "$f" /
+done
+ldconfig
+if ! ls /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json >/dev/null 2>&1 &&
+    [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    echo "VK_DRIVER_FILES=$VK_DRIVER_FILES"
+fi
+# Never benchmark a CPU Vulkan driver by accident: pick the NVIDIA adapter by name.
+export WGPU_ADAPTER_NAME=${WGPU_ADAPTER_NAME:-NVIDIA}
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+python3 - <<'EOF'
+import importlib
+for m in ["torch", "torchvision", "captum.attr", "pytorch_grad_cam", "cv2", "scipy", "sklearn",
+          "matplotlib", "ttach", "tqdm", "PIL"]:
+    try:
+        mod = importlib.import_module(m)
+        print(f"import {m}: ok {getattr(mod, '__version__', '')}")
+    except Exception as e:
+        print(f"import {m}: FAILED {type(e).__name__}: {e}")
+import torch
+print("torch.cuda:", torch.cuda.is_available(), torch.version.cuda,
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+EOF
+nvidia-smi
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,power.limit --format=csv
+chmod +x .benchbin/e2e .benchbin/kernels 2>/dev/null
+echo "setup done at $(elapsed) s"
+
+# The adapter and its FMA peak (the filter matches no layer).
+stage adapter 40 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels adapter-check-only
+stage kernels 60 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels --json "$OUT/kernels.json"
+stage fp32 150 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
+    --models vgg16,resnet50 --cases light,forward-plan --batch 1,64 --samples 5 \
+    --json "$OUT/fp32.json"
+stage heavy 110 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
+    --models vgg16,resnet50 --cases smoothgrad,am,scorecam,am-filters --am-iters 20 \
+    --samples 2 --json "$OUT/heavy.json"
+if [ -e "$OUT/fp32.json" ]; then
+    stage tf32 50 python3 tools/bench_vs_torch.py --device cuda --tf32 \
+        --models vgg16,resnet50 --cases forward,saliency,guided,gradcam --batch 1,64 --samples 5 \
+        --reuse-cnnvis "$OUT/fp32.json" --json "$OUT/tf32.json"
+fi
+echo
+echo "== done at $(elapsed) s; files in $OUT:"
+ls -la "$OUT"
