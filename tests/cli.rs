@@ -1,6 +1,7 @@
 //! The `cnnvis` binary end to end: `info` and `predict` on the committed fixtures, the
 //! `--raw` logits against an in-process `Model::predict`, `--classes` files, and the error
-//! paths (exit code 1, `error: <message>` on stderr naming the culprit, never a panic).
+//! paths (exit code 1, `error: <message>` on stderr naming the culprit, never a panic);
+//! `predict` on a folder in batches with a corrupt file, and `--quiet`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -376,4 +377,99 @@ fn errors_exit_1_and_name_the_problem() {
         s(&dir.path("absent_graph.json")),
     ]);
     assert!(err.contains("absent_graph.json"), "{err}");
+}
+
+/// The f32 tensor `name` of a safetensors file, with its shape.
+fn read_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).expect("read raw file");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parse raw file");
+    let t = st.tensor(name).expect("tensor");
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (t.shape().to_vec(), data)
+}
+
+#[test]
+fn predict_on_a_folder_in_batches_skips_a_corrupt_file_and_fails() {
+    let dir = Scratch::new("folder");
+    let folder = dir.path("in");
+    std::fs::create_dir_all(&folder).unwrap();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/shapes");
+    for f in ["00.png", "03.png"] {
+        std::fs::copy(data.join(f), folder.join(f)).unwrap();
+    }
+    std::fs::write(folder.join("bad.png"), b"\x89PNG not really").unwrap();
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes.safetensors");
+
+    // Two batches of one; the raw file goes into folders that do not exist yet.
+    let raw1 = dir.path("a/b/logits1.safetensors");
+    let (code, out, err) = cnnvis(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--image",
+        s(&folder),
+        "--batch-size",
+        "1",
+        "--raw",
+        s(&raw1),
+    ]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("bad.png") && err.contains("1 of 3 images"),
+        "{err}"
+    );
+    assert_eq!(ranked(&out).len(), 2, "{out}");
+    assert!(out.contains("00.png") && out.contains("03.png"), "{out}");
+
+    // One batch, quiet: nothing on stdout, only the errors on stderr.
+    let raw16 = dir.path("logits16.safetensors");
+    let (code, out, err) = cnnvis(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--image",
+        s(&folder),
+        "--raw",
+        s(&raw16),
+        "--quiet",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "--quiet printed: {out}");
+    assert!(err.lines().all(|l| l.starts_with("error: ")), "{err}");
+
+    let (s1, l1) = read_tensor(&raw1, "logits");
+    let (s16, l16) = read_tensor(&raw16, "logits");
+    assert_eq!(s1, vec![2, 6]);
+    assert_eq!(s1, s16);
+    for (a, b) in l1.iter().zip(&l16) {
+        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn predict_quiet_prints_nothing_on_success() {
+    let dir = Scratch::new("quiet");
+    let img = dir.path("img.png");
+    write_png(&img, 19, 21, 5);
+    let raw = dir.path("new/folder/logits.safetensors");
+    let (code, out, err) = cnnvis(&[
+        "predict",
+        "--model",
+        s(&fixture("generic.safetensors")),
+        "--image",
+        s(&img),
+        "--raw",
+        s(&raw),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.is_empty() && err.is_empty(),
+        "stdout {out:?}, stderr {err:?}"
+    );
+    assert_eq!(read_tensor(&raw, "logits").0, vec![1, 5]);
 }

@@ -1,6 +1,8 @@
 //! `cnnvis saliency` and `cnnvis cam` end to end on the demo models: one output image per
 //! input, raw tensors with the documented names and shapes, maps equal to the library's, and
-//! clear errors for an unknown layer, a non-spatial layer or a class out of range.
+//! clear errors for an unknown layer, a non-spatial layer or a class out of range. Folder
+//! mode: a corrupt file is named and skipped (exit 1), `--batch-size 1` gives the maps of one
+//! batch, output folders are created, `--quiet` prints nothing.
 
 mod common;
 
@@ -189,5 +191,160 @@ fn map_commands_name_bad_layers_and_classes() {
         "2",
     ]));
     assert!(e.contains("2 --class values for 1 images"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `dir/in` holding copies of two good images and `bad.png`, a file of garbage bytes.
+fn folder_with_a_corrupt_image(dir: &Path, data: &str, good: [&str; 2]) -> PathBuf {
+    let folder = dir.join("in");
+    std::fs::create_dir_all(&folder).expect("dir");
+    for f in good {
+        std::fs::copy(root().join("tests/data").join(data).join(f), folder.join(f)).expect("copy");
+    }
+    std::fs::write(folder.join("bad.png"), b"\x89PNG garbage, not an image").expect("write");
+    folder
+}
+
+/// The metadata `images` list of a raw file.
+fn raw_images(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).expect("raw file");
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("metadata");
+    let meta = meta.metadata().clone().expect("metadata present");
+    serde_json::from_str(&meta["images"]).expect("images list")
+}
+
+#[test]
+fn a_corrupt_file_in_a_folder_is_named_and_skipped_and_the_run_fails() {
+    let dir = temp_dir("corrupt");
+    let folder = folder_with_a_corrupt_image(&dir, "shapes", ["00.png", "03.png"]);
+    let model_path = root().join("models/shapes.safetensors");
+    // A folder --out that does not exist yet: one <stem>.png per image.
+    let out_dir = dir.join("maps/");
+    let raw = dir.join("raw/cam.safetensors");
+    let out = cnnvis(&[
+        "cam",
+        "--model",
+        s(&model_path),
+        "--image",
+        s(&folder),
+        "--out",
+        s(&out_dir),
+        "--raw",
+        s(&raw),
+        "--batch-size",
+        "2",
+    ]);
+    let stderr = fails(&out);
+    assert!(stderr.contains("bad.png"), "{stderr}");
+    assert!(stderr.contains("1 of 3 images"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for stem in ["00", "03"] {
+        let img = image::open(out_dir.join(format!("{stem}.png"))).expect("output image");
+        assert_eq!((img.width(), img.height()), (64, 64));
+        assert!(stdout.contains(&format!("{stem}.png")), "{stdout}");
+    }
+    assert!(!out_dir.join("bad.png").exists());
+    // The raw file holds the two good images, in order, across the two batches.
+    let w = Weights::open(&raw).expect("raw");
+    assert_eq!(w.info("cam_upsampled").expect("up").shape, vec![2, 64, 64]);
+    assert_eq!(w.info("logits").expect("logits").shape, vec![2, 6]);
+    let files = raw_images(&raw);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].ends_with("00.png") && files[1].ends_with("03.png"),
+        "{files:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn batch_size_one_gives_the_maps_of_one_batch() {
+    let dir = temp_dir("batches");
+    let model_path = root().join("models/digits.safetensors");
+    let folder = dir.join("in");
+    std::fs::create_dir_all(&folder).expect("dir");
+    for f in ["00.png", "07.png", "13.png"] {
+        std::fs::copy(root().join("tests/data/digits").join(f), folder.join(f)).expect("copy");
+    }
+    for (cmd, tensors) in [
+        ("saliency", &["logits", "gradient", "saliency"][..]),
+        ("cam", &["logits", "cam", "cam_upsampled"][..]),
+    ] {
+        let run = |bs: &str| {
+            let raw = dir.join(format!("{cmd}-{bs}.safetensors"));
+            ok(&cnnvis(&[
+                cmd,
+                "--model",
+                s(&model_path),
+                "--image",
+                s(&folder),
+                "--out",
+                s(&dir.join(format!("{cmd}-{bs}.png"))),
+                "--raw",
+                s(&raw),
+                "--batch-size",
+                bs,
+            ]));
+            Weights::open(&raw).expect("raw")
+        };
+        let (one, all) = (run("1"), run("16"));
+        for name in tensors {
+            assert_eq!(
+                one.info(name).expect(name).shape,
+                all.info(name).expect(name).shape,
+                "{cmd} {name}"
+            );
+            let (a, b) = (
+                one.read_f32(name).expect(name),
+                all.read_f32(name).expect(name),
+            );
+            let peak = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-5 * peak, "{cmd} {name}: {x} vs {y}");
+            }
+        }
+        assert_eq!(
+            raw_images(&dir.join(format!("{cmd}-1.safetensors"))).len(),
+            3
+        );
+        for i in 0..3 {
+            assert!(dir.join(format!("{cmd}-1_{i}.png")).is_file());
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn quiet_prints_nothing_and_nested_outputs_are_created() {
+    let dir = temp_dir("quiet");
+    let model_path = root().join("models/shapes.safetensors");
+    let img = root().join("tests/data/shapes/01.png");
+    let out_png = dir.join("x/y/z/sal.png");
+    let raw = dir.join("p/q/sal.safetensors");
+    for cmd in ["saliency", "cam"] {
+        let out = cnnvis(&[
+            cmd,
+            "--model",
+            s(&model_path),
+            "--image",
+            s(&img),
+            "--out",
+            s(&out_png),
+            "--raw",
+            s(&raw),
+            "--quiet",
+        ]);
+        let stdout = ok(&out);
+        assert!(stdout.is_empty(), "{cmd} --quiet printed: {stdout}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.is_empty(),
+            "{cmd} --quiet printed on stderr: {stderr}"
+        );
+        assert!(out_png.is_file() && raw.is_file(), "{cmd}");
+        std::fs::remove_dir_all(dir.join("x")).ok();
+        std::fs::remove_dir_all(dir.join("p")).ok();
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

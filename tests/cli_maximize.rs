@@ -2,7 +2,8 @@
 //! the raw tensors with the documented names and shapes, images equal to the library's for
 //! the same settings, the filter, layer-mean and Lucid-preset paths, and clear errors (exit 1
 //! from cnnvis, 2 from argument parsing) for an unknown layer, out-of-range classes and
-//! filters, bad ranges and unwritable outputs — before any file is written.
+//! filters, bad ranges and unwritable outputs — before any file is written; missing output
+//! folders are created, and `--quiet` prints nothing.
 
 mod common;
 
@@ -318,11 +319,6 @@ fn bad_targets_ranges_and_outputs_are_explained() {
     let e = fails(&with_out(&["--class", "1", "--scale", "1.2,0.8"]), 2);
     assert!(e.contains("zoom range"), "{e}");
     // Outputs checked before the GPU work.
-    let e = fails(
-        &run(&["--class", "1", "--out", s(&dir.join("no/such/dir/x.png"))]),
-        1,
-    );
-    assert!(e.contains("does not exist"), "{e}");
     let e = fails(&run(&["--class", "1", "--out", s(&dir.join("x.txt"))]), 1);
     assert!(e.contains("expected a .png"), "{e}");
     let e = fails(
@@ -331,5 +327,37 @@ fn bad_targets_ranges_and_outputs_are_explained() {
     );
     assert!(e.contains("expected a .gif"), "{e}");
     assert!(!out.exists(), "no grid after a failed run");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn outputs_go_to_new_nested_folders_and_quiet_prints_nothing() {
+    let dir = temp_dir("nested");
+    let model = root().join("models/digits.safetensors");
+    let grid = dir.join("a/b/grid.png");
+    let gif = dir.join("c/d/run.gif");
+    let raw = dir.join("e/f/raw.safetensors");
+    let out = cnnvis(&[
+        "maximize",
+        "--model",
+        s(&model),
+        "--class",
+        "1,2",
+        "--iterations",
+        "3",
+        "--out",
+        s(&grid),
+        "--gif",
+        s(&gif),
+        "--raw",
+        s(&raw),
+        "--quiet",
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.is_empty(), "--quiet printed: {stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "--quiet printed on stderr: {stderr}");
+    assert!(grid.is_file() && gif.is_file() && raw.is_file());
+    assert_eq!(read_targets(&raw), vec![1, 2]);
     std::fs::remove_dir_all(&dir).ok();
 }

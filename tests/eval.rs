@@ -440,6 +440,80 @@ fn cli_eval_prints_a_table_and_fails_cleanly() {
         .unwrap_or_else(|| panic!("no gradcam row in\n{stdout}"));
     assert!(row.contains("95 %") && row.contains("80 %"), "{row}");
 
+    // Batches of 7: the same figures; --quiet: nothing printed.
+    let out = cnnvis(&[
+        "eval",
+        "--model",
+        "models/shapes.safetensors",
+        "--images",
+        "tests/data/shapes",
+        "--methods",
+        "gradcam",
+        "--checks",
+        "pointing",
+        "--batch-size",
+        "7",
+    ]);
+    let batched = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{batched}");
+    assert!(batched.lines().any(|l| l == row), "{row}\n{batched}");
+    let out = cnnvis(&[
+        "eval",
+        "--model",
+        "models/shapes.safetensors",
+        "--images",
+        "tests/data/shapes/00.png,tests/data/shapes/01.png",
+        "--methods",
+        "gradcam",
+        "--checks",
+        "auc",
+        "--steps",
+        "2",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "--quiet printed"
+    );
+
+    // A corrupt file: named on stderr, the table over the rest, exit 1.
+    let dir = std::env::temp_dir().join(format!("cnnvis-eval-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for f in ["00.png", "03.png"] {
+        std::fs::copy(root().join("tests/data/shapes").join(f), dir.join(f)).expect("copy");
+    }
+    std::fs::write(dir.join("bad.png"), b"garbage").expect("write");
+    let out = cnnvis(&[
+        "eval",
+        "--model",
+        "models/shapes.safetensors",
+        "--images",
+        dir.to_str().expect("utf-8"),
+        "--methods",
+        "gradcam",
+        "--checks",
+        "auc",
+        "--steps",
+        "2",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("bad.png"), "{stderr}");
+    assert!(stdout.contains("2 images"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("gradcam ")),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
     for (args, want) in [
         (vec!["--methods", "gradcan"], "unknown method `gradcan`"),
         (vec!["--images", "no/such/dir"], "does not exist"),

@@ -361,7 +361,6 @@ impl Maximize {
         let x = Tensor::empty(ctx, &shape, DType::F32)?;
         let g = Tensor::zeros(ctx, &shape)?;
         let mut iteration: Vec<Dispatch> = Vec::new();
-        let mut sp_forward_len = 0;
         let (u, spectral) = match self.param {
             Parameterization::Pixel => {
                 let u = Tensor::empty(ctx, &shape, DType::F32)?;
@@ -407,8 +406,10 @@ impl Maximize {
             Parameterization::Fourier { decay_power } => {
                 let sp =
                     SpectralParam::new(ctx, shape, decay_power, self.seed, &pre.mean, &pre.std)?;
-                iteration.extend(sp.forward(ctx, &x)?);
-                sp_forward_len = iteration.len();
+                // The image of the initial spectrum; every iteration then ends with the image
+                // of the updated spectrum, which the next iteration's transforms read.
+                let first = sp.forward(ctx, &x)?;
+                ctx.run(&first.iter().collect::<Vec<_>>())?;
                 (None, Some(sp))
             }
         };
@@ -681,16 +682,11 @@ impl Maximize {
         };
         let frame_launch = to_model(&frame_img, &reg_img)?;
         let seed_images = Tensor::zeros(ctx, &shape)?;
-        match &frame_launch {
-            Some(_) => {
-                if let Some(d) = to_model(&seed_images, &reg_img)? {
-                    ctx.run(&[&d])?;
-                }
-            }
-            None => ctx.run(&pre_model[..sp_forward_len].iter().collect::<Vec<_>>())?,
-        }
-        if spectral.is_some() {
-            ctx.run(&[&scale(ctx, &seed_images, &x, 1.0)?])?;
+        // The starting images: the pixel variable seen in model space, or the initial
+        // spectrum's image.
+        match to_model(&seed_images, &reg_img)? {
+            Some(d) => ctx.run(&[&d])?,
+            None => ctx.run(&[&scale(ctx, &seed_images, &x, 1.0)?])?,
         }
         let mut frames = Vec::new();
         for i in 0..self.iterations {

@@ -2,13 +2,11 @@
 //! embedded in the binary — no download, works from any directory, under a minute on a CPU
 //! Vulkan driver.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 use image::{imageops, DynamicImage, RgbImage};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cnnvis::model::preprocess::decode_image;
 use cnnvis::model::weights::Weights;
@@ -61,32 +59,18 @@ struct Picture {
     caption: String,
 }
 
-/// A progress bar per stage on a terminal; plain lines otherwise.
+/// A progress spinner per stage on a terminal; plain lines otherwise.
 struct Stages {
     quiet: bool,
-    terminal: bool,
     start: Instant,
 }
 
 impl Stages {
     fn run<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
-        let bar = if self.terminal && !self.quiet {
-            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            b.set_message(name.to_string());
-            b.enable_steady_tick(std::time::Duration::from_millis(120));
-            Some(b)
-        } else {
-            None
-        };
+        let bar = crate::progress::spinner(name);
         let t = Instant::now();
         let out = f();
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        bar.finish_and_clear();
         if !self.quiet {
             println!("{name:<44} {:>6.1} s", t.elapsed().as_secs_f64());
         }
@@ -96,11 +80,11 @@ impl Stages {
 
 /// `cnnvis demo`.
 pub fn demo(args: &DemoArgs) -> CliResult {
+    crate::progress::set_quiet(args.quiet);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let stages = Stages {
         quiet: args.quiet,
-        terminal: std::io::stderr().is_terminal(),
         start: Instant::now(),
     };
     let ctx = GpuContext::new()?;

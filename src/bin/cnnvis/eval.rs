@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use cnnvis::model::preprocess::load_image;
+use indicatif::ProgressBar;
+
 use cnnvis::vis::eval::{
     attention_maps, cascade_layers, deletion_insertion, paper_tolerance, pointing_game,
     randomization_check, BoundingBox, Cascade, CausalConfig, EvalMethod, MapConfig,
@@ -15,7 +16,8 @@ use cnnvis::vis::eval::{
 use cnnvis::vis::Target;
 use cnnvis::{GpuContext, Model, Tensor};
 
-use crate::maps::expand_images;
+use crate::maps::{expand_images, failures, load_batch};
+use crate::progress::{self, note, say};
 use crate::{open_weights, CliResult, ModelOptions};
 
 /// `cnnvis eval` options.
@@ -26,7 +28,9 @@ pub struct EvalArgs {
     model: PathBuf,
     #[command(flatten)]
     options: ModelOptions,
-    /// Images or folders of images (e.g. tests/data/shapes); repeat or comma-separate.
+    /// Images or folders of images (e.g. tests/data/shapes); repeat or comma-separate. A file
+    /// that cannot be read or used is reported on stderr and left out (the exit code is then
+    /// 1, after the table).
     #[arg(
         long = "images",
         alias = "image",
@@ -53,21 +57,27 @@ pub struct EvalArgs {
     #[arg(long, value_name = "PX")]
     tolerance: Option<f32>,
     /// Deletion/insertion steps (the curves have STEPS + 1 points).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16)]
     steps: usize,
     /// Noise samples of SmoothGrad.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50)]
     samples: usize,
     /// Integration steps of integrated gradients.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50)]
     ig_steps: usize,
     /// Seed of the randomized weights and of SmoothGrad's noise.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
     /// Print the randomization correlation at every cascade step (computes them all; by
     /// default only the fully randomized model is evaluated).
     #[arg(long)]
     cascade: bool,
+    /// Images per GPU batch (the figures are over all images either way).
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// The checks `cnnvis eval` can run.
@@ -156,6 +166,7 @@ fn cell(v: Option<f64>, pct: bool) -> String {
 
 /// `cnnvis eval`.
 pub fn eval(args: &EvalArgs) -> CliResult {
+    progress::set_quiet(args.quiet);
     let methods: Vec<EvalMethod> = if args.methods.is_empty() {
         EvalMethod::DEFAULT.to_vec()
     } else {
@@ -200,33 +211,54 @@ pub fn eval(args: &EvalArgs) -> CliResult {
                     .into(),
             );
         }
-        eprintln!("note: no boxes for every image; skipping the pointing game");
+        note!("note: no boxes for every image; skipping the pointing game");
         pointing = false;
     }
-    let images = paths
-        .iter()
-        .map(load_image)
-        .collect::<Result<Vec<_>, _>>()?;
-
     let (weights, opts) = open_weights(&args.model, &args.options)?;
     let ctx = GpuContext::new()?;
     let model = Model::from_weights(&ctx, &weights, &opts)?;
-    let (x, shape) = model.preprocess().batch(&images)?;
-    let [n, _, h, w] = shape;
-    let input = Tensor::from_slice(&ctx, &shape, &x)?;
+    let mut failed = Vec::new();
+    let all = load_batch(
+        model.preprocess(),
+        &paths,
+        0..paths.len(),
+        &ProgressBar::hidden(),
+        &mut failed,
+    );
+    let Some(all) = all else {
+        failures(&paths, &failed)?;
+        return Err("no images".into());
+    };
+    let entries: Option<Vec<&Label>> = entries.map(|e| all.indices.iter().map(|&i| e[i]).collect());
+    let images = &all.images;
+    let x = &all.data;
+    let shape = all.shape;
+    let [n, c, h, w] = shape;
+    let per = c * h * w;
+    let bs = args.batch_size as usize;
+    let chunks: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(bs).map(|s| s..(s + bs).min(n)).collect();
+    let inputs: Vec<Tensor> = chunks
+        .iter()
+        .map(|r| Tensor::from_slice(&ctx, &[r.len(), c, h, w], &x[r.start * per..r.end * per]))
+        .collect::<Result<_, _>>()?;
     let classes: Vec<usize> = match &entries {
         Some(e) => e.iter().map(|l| l.class).collect(),
-        None => model
-            .predict(&ctx, &x, shape)?
-            .iter()
-            .map(|row| cnnvis::vis::target::argmax(row))
-            .collect(),
+        None => {
+            let mut out = Vec::with_capacity(n);
+            for r in &chunks {
+                let rows =
+                    model.predict(&ctx, &x[r.start * per..r.end * per], [r.len(), c, h, w])?;
+                out.extend(rows.iter().map(|row| cnnvis::vis::target::argmax(row)));
+            }
+            out
+        }
     };
     let targets: Vec<Target> = classes.iter().map(|&c| Target::Class(c)).collect();
     let boxes: Vec<BoundingBox> = match (&entries, pointing) {
         (Some(e), true) => e
             .iter()
-            .zip(&images)
+            .zip(images)
             .filter_map(|(l, im)| {
                 l.bbox
                     .map(|b| b.scaled(w as f32 / im.width() as f32, h as f32 / im.height() as f32))
@@ -243,7 +275,7 @@ pub fn eval(args: &EvalArgs) -> CliResult {
         steps: args.steps,
         ..CausalConfig::default()
     };
-    println!(
+    say!(
         "model {} ({}), {n} images at {h}x{w}, targets: {}",
         args.model.display(),
         model.arch(),
@@ -267,6 +299,9 @@ pub fn eval(args: &EvalArgs) -> CliResult {
     }
     let mut rows: Vec<Row> = Vec::new();
     let need_maps = pointing || checks.contains(&Check::Auc);
+    let randomize = checks.contains(&Check::Randomization);
+    let tasks = (if need_maps { methods.len() } else { 0 }) + usize::from(randomize);
+    let bar = progress::bar((tasks * chunks.len()) as u64, "eval");
     for &m in &methods {
         let mut row = Row {
             strict: None,
@@ -276,14 +311,30 @@ pub fn eval(args: &EvalArgs) -> CliResult {
             random: None,
         };
         if need_maps {
-            eprintln!("eval: {m}");
-            let maps = attention_maps(&ctx, &model, m, &config, &input, &targets)?;
+            bar.set_message(format!("eval: {m}"));
+            let mut maps = Vec::with_capacity(n * h * w);
+            let mut curves = Vec::with_capacity(n);
+            for (r, input) in chunks.iter().zip(&inputs) {
+                let part = attention_maps(&ctx, &model, m, &config, input, &targets[r.clone()])?;
+                if checks.contains(&Check::Auc) {
+                    curves.extend(deletion_insertion(
+                        &ctx,
+                        &model,
+                        &x[r.start * per..r.end * per],
+                        [r.len(), c, h, w],
+                        &part,
+                        &classes[r.clone()],
+                        &causal,
+                    )?);
+                }
+                maps.extend(part);
+                bar.inc(1);
+            }
             if pointing {
                 row.strict = Some(pointing_game(&maps, [n, h, w], &boxes, 0.0)?.accuracy());
                 row.pointing = Some(pointing_game(&maps, [n, h, w], &boxes, tolerance)?.accuracy());
             }
             if checks.contains(&Check::Auc) {
-                let curves = deletion_insertion(&ctx, &model, &x, shape, &maps, &classes, &causal)?;
                 let mean = |f: fn(&cnnvis::vis::eval::CausalCurves) -> f64| {
                     curves.iter().map(f).sum::<f64>() / curves.len().max(1) as f64
                 };
@@ -294,27 +345,44 @@ pub fn eval(args: &EvalArgs) -> CliResult {
         rows.push(row);
     }
     let mut cascade: Vec<RandomizationResult> = Vec::new();
-    if checks.contains(&Check::Randomization) {
-        eprintln!("eval: cascading randomization ({} methods)", methods.len());
-        cascade = randomization_check(
-            &ctx,
-            &weights,
-            &opts,
-            &methods,
-            &config,
-            &input,
-            &targets,
-            args.seed,
-            if args.cascade {
-                Cascade::All
+    if randomize {
+        bar.set_message(format!(
+            "eval: cascading randomization ({} methods)",
+            methods.len()
+        ));
+        for (r, input) in chunks.iter().zip(&inputs) {
+            let part = randomization_check(
+                &ctx,
+                &weights,
+                &opts,
+                &methods,
+                &config,
+                input,
+                &targets[r.clone()],
+                args.seed,
+                if args.cascade {
+                    Cascade::All
+                } else {
+                    Cascade::Final
+                },
+            )?;
+            if cascade.is_empty() {
+                cascade = part;
             } else {
-                Cascade::Final
-            },
-        )?;
+                // The same methods and steps per batch: gather the per-image correlations.
+                for (acc, p) in cascade.iter_mut().zip(part) {
+                    for (a, s) in acc.steps.iter_mut().zip(p.steps) {
+                        a.correlations.extend(s.correlations);
+                    }
+                }
+            }
+            bar.inc(1);
+        }
         for (row, r) in rows.iter_mut().zip(&cascade) {
             row.random = Some(r.final_correlation());
         }
     }
+    bar.finish_and_clear();
 
     let name_w = methods
         .iter()
@@ -322,13 +390,18 @@ pub fn eval(args: &EvalArgs) -> CliResult {
         .max()
         .unwrap_or(6)
         .max(6);
-    println!();
-    println!(
+    say!();
+    say!(
         "{:<name_w$}  {:>8}  {:>8}  {:>12}  {:>13}  {:>14}",
-        "method", "pointing", "(strict)", "deletion AUC", "insertion AUC", "randomization"
+        "method",
+        "pointing",
+        "(strict)",
+        "deletion AUC",
+        "insertion AUC",
+        "randomization"
     );
     for (m, r) in methods.iter().zip(&rows) {
-        println!(
+        say!(
             "{:<name_w$}  {:>8}  {:>8}  {:>12}  {:>13}  {:>14}",
             m.name(),
             cell(r.pointing, true),
@@ -338,15 +411,15 @@ pub fn eval(args: &EvalArgs) -> CliResult {
             cell(r.random, false),
         );
     }
-    println!();
+    say!();
     if pointing {
-        println!(
+        say!(
             "pointing: share of images whose map maximum lies within {tolerance:.1} px of the \
              box (strict: inside it)"
         );
     }
     if checks.contains(&Check::Auc) {
-        println!(
+        say!(
             "deletion (lower is better): pixels by decreasing map value set to 0 in model space; \
              insertion (higher is better): inserted into a blurred copy; {} steps, softmax \
              probability of the target",
@@ -354,7 +427,7 @@ pub fn eval(args: &EvalArgs) -> CliResult {
         );
     }
     if checks.contains(&Check::Randomization) {
-        println!(
+        say!(
             "randomization: mean Spearman correlation of |maps| of the trained and the fully \
              randomized model (lower is better; near 1 means the map ignores the weights)"
         );
@@ -364,20 +437,21 @@ pub fn eval(args: &EvalArgs) -> CliResult {
                 spec.preprocess = p.clone();
             }
             let layers = cascade_layers(&spec);
-            println!();
-            print!("{:<name_w$}", "cascade");
+            let mut head = format!("{:<name_w$}", "cascade");
             for l in &layers {
-                print!("  {l:>12}");
+                head.push_str(&format!("  {l:>12}"));
             }
-            println!();
+            say!();
+            say!("{head}");
             for r in &cascade {
-                print!("{:<name_w$}", r.method.name());
+                let mut line = format!("{:<name_w$}", r.method.name());
                 for s in &r.steps {
-                    print!("  {:>12}", cell(Some(s.mean()), false));
+                    line.push_str(&format!("  {:>12}", cell(Some(s.mean()), false)));
                 }
-                println!();
+                say!("{line}");
             }
         }
     }
+    failures(&paths, &failed)?;
     Ok(())
 }

@@ -6,14 +6,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-mod maps;
 mod demo;
 mod eval;
+mod maps;
 mod maximize;
+mod progress;
 
-use cnnvis::model::preprocess::{load_image, ChannelMode, Preprocess};
+use cnnvis::model::preprocess::{ChannelMode, Preprocess};
 use cnnvis::model::weights::Weights;
 use cnnvis::{GpuContext, LoadOptions, Model};
+use progress::{note, say};
 
 /// CNN visualizations computed on the GPU.
 #[derive(Parser)]
@@ -111,8 +113,10 @@ struct PredictArgs {
     model: PathBuf,
     #[command(flatten)]
     options: ModelOptions,
-    /// An input image (PNG or JPEG); repeat for several, run as one batch.
-    #[arg(long = "image", value_name = "IMG", required = true)]
+    /// An input image (PNG, JPEG, ...) or a folder (its image files, sorted by name); repeat
+    /// for several. They run in GPU batches of --batch-size; a file that cannot be read or
+    /// used is reported on stderr and skipped, and the exit code is then 1.
+    #[arg(long = "image", value_name = "IMG|DIR", required = true)]
     images: Vec<PathBuf>,
     /// How many classes to list per image (clamped to the number of classes).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -121,9 +125,16 @@ struct PredictArgs {
     /// used when the model carries no names of its own and the count matches its output.
     #[arg(long, value_name = "CLASSES.json")]
     classes: Option<PathBuf>,
-    /// Also write the logits as an f32 tensor `logits` [N, classes] to this safetensors file.
+    /// Also write the logits as an f32 tensor `logits` [N, classes] to this safetensors file
+    /// (all images, batches concatenated; its metadata `images` lists the rows' files).
     #[arg(long, value_name = "OUT.safetensors")]
     raw: Option<PathBuf>,
+    /// Images per GPU batch.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub(crate) type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -386,30 +397,25 @@ fn top_k(values: &[f32], k: usize) -> Vec<usize> {
 }
 
 fn predict(args: &PredictArgs) -> CliResult {
+    progress::set_quiet(args.quiet);
     let (weights, opts) = open_weights(&args.model, &args.options)?;
-    let images = args
-        .images
-        .iter()
-        .map(load_image)
-        .collect::<Result<Vec<_>, _>>()?;
+    let paths = maps::expand_images(&args.images)?;
     let file_classes = args.classes.as_deref().map(read_class_index).transpose()?;
 
     let ctx = GpuContext::new()?;
     let model = Model::from_weights(&ctx, &weights, &opts)?;
-    let (input, shape) = model.preprocess().batch(&images)?;
-    let logits = model.predict(&ctx, &input, shape)?;
-    let units = logits.first().map_or(0, Vec::len);
+    let units = output_units(&model);
 
     let names: Option<Vec<String>> = match (model.classes(), file_classes) {
         (Some(own), file) => {
             if file.is_some() {
-                eprintln!("note: the model names its own classes; ignoring --classes");
+                note!("note: the model names its own classes; ignoring --classes");
             }
             Some(own.to_vec())
         }
         (None, Some(file)) if file.len() == units => Some(file),
         (None, Some(file)) => {
-            eprintln!(
+            note!(
                 "warning: {} names {} classes but the model outputs {units}; showing indices",
                 args.classes.as_deref().unwrap_or(Path::new("")).display(),
                 file.len()
@@ -418,45 +424,65 @@ fn predict(args: &PredictArgs) -> CliResult {
         }
         (None, None) => None,
     };
+    let label = |c: usize| match &names {
+        Some(n) => format!("{c:>4}  {}", n[c]),
+        None => format!("{c:>4}"),
+    };
 
-    let k = (args.top as usize).min(units);
-    let [_, _, h, w] = shape;
-    for (i, (path, row)) in args.images.iter().zip(&logits).enumerate() {
-        let img = &images[i];
-        let (iw, ih) = (img.width() as usize, img.height() as usize);
-        let size = if (iw, ih) == (w, h) {
-            format!("{iw}x{ih} pixels, the native size")
-        } else {
-            format!("{iw}x{ih} pixels, resized to {w}x{h}")
-        };
-        println!("{} ({size}):", path.display());
-        let probs = softmax(row);
-        let label = |c: usize| match &names {
-            Some(n) => format!("{c:>4}  {}", n[c]),
-            None => format!("{c:>4}"),
-        };
-        let top = top_k(row, k);
-        let labels: Vec<String> = top.iter().map(|&c| label(c)).collect();
-        let label_w = labels.iter().map(String::len).max().unwrap_or(0);
-        for (rank, &c) in top.iter().enumerate() {
-            println!(
-                "  {:>2}. {:<label_w$}  p = {:.6}  logit = {:.4}",
-                rank + 1,
-                labels[rank],
-                probs[c],
-                row[c]
-            );
+    let n = paths.len();
+    let bs = args.batch_size as usize;
+    let bar = progress::bar(n as u64, "predict");
+    let mut failed = Vec::new();
+    let mut logits: Vec<Vec<f32>> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for start in (0..n).step_by(bs) {
+        let range = start..(start + bs).min(n);
+        let len = range.len() as u64;
+        if let Some(b) = maps::load_batch(model.preprocess(), &paths, range, &bar, &mut failed) {
+            let rows = model.predict(&ctx, &b.data, b.shape)?;
+            let [_, _, h, w] = b.shape;
+            for ((&i, img), row) in b.indices.iter().zip(&b.images).zip(&rows) {
+                let (iw, ih) = (img.width() as usize, img.height() as usize);
+                let size = if (iw, ih) == (w, h) {
+                    format!("{iw}x{ih} pixels, the native size")
+                } else {
+                    format!("{iw}x{ih} pixels, resized to {w}x{h}")
+                };
+                let probs = softmax(row);
+                let top = top_k(row, (args.top as usize).min(row.len()));
+                let labels: Vec<String> = top.iter().map(|&c| label(c)).collect();
+                let label_w = labels.iter().map(String::len).max().unwrap_or(0);
+                bar.suspend(|| {
+                    say!("{} ({size}):", paths[i].display());
+                    for (rank, &c) in top.iter().enumerate() {
+                        say!(
+                            "  {:>2}. {:<label_w$}  p = {:.6}  logit = {:.4}",
+                            rank + 1,
+                            labels[rank],
+                            probs[c],
+                            row[c]
+                        );
+                    }
+                });
+                files.push(paths[i].clone());
+            }
+            logits.extend(rows);
         }
+        bar.inc(len);
     }
+    bar.finish_and_clear();
 
-    if let Some(out) = &args.raw {
-        write_raw(out, &logits, units, model.arch(), &args.images)?;
-        println!(
+    if let (Some(out), false) = (&args.raw, logits.is_empty()) {
+        let units = logits[0].len();
+        progress::create_parent(out)?;
+        write_raw(out, &logits, units, model.arch(), &files)?;
+        say!(
             "logits [{}, {units}] written to {}",
             logits.len(),
             out.display()
         );
     }
+    maps::failures(&paths, &failed)?;
     Ok(())
 }
 

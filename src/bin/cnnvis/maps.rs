@@ -1,5 +1,7 @@
-//! `cnnvis saliency` and `cnnvis cam`: attention maps for a batch of images, written as
-//! heatmaps or overlays (one file per image) and optionally as raw tensors.
+//! `cnnvis saliency` and `cnnvis cam`: attention maps for images and folders of images, run in
+//! GPU batches, written as heatmaps or overlays (one file per image) and optionally as raw
+//! tensors (all batches in one file). Files that cannot be used are reported and skipped; the
+//! run then ends with an error. Also the batch loader `predict` and `eval` share.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,14 +9,17 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use image::{DynamicImage, RgbImage};
 
-use cnnvis::model::preprocess::load_image;
+use indicatif::ProgressBar;
+
+use cnnvis::model::preprocess::{load_image, Preprocess};
 use cnnvis::render::colormap::{images_to_unit_chw, render_colormap, render_overlay, Colormap};
-use cnnvis::render::output::{download_rgba, save_rgb, save_rgba};
+use cnnvis::render::output::{download_rgba, save_image};
 use cnnvis::vis::cam::{upsample_normalize, Cam, CamMethod};
 use cnnvis::vis::saliency::{Baseline, GradModifier, IntegrationRule, Saliency};
 use cnnvis::vis::Target;
 use cnnvis::{GpuContext, Model, Tensor};
 
+use crate::progress::{create_parent, say};
 use crate::{open_weights, CliResult, ModelOptions};
 
 /// Options every map command shares.
@@ -25,8 +30,10 @@ pub struct MapArgs {
     model: PathBuf,
     #[command(flatten)]
     options: ModelOptions,
-    /// An input image, or a folder of images; repeat for several. All run as one GPU batch.
-    #[arg(long = "image", value_name = "IMG", required = true)]
+    /// An input image, or a folder (its image files, sorted by name); repeat for several.
+    /// They run in GPU batches of --batch-size; a file that cannot be read or used is
+    /// reported on stderr and skipped, and the exit code is then 1.
+    #[arg(long = "image", value_name = "IMG|DIR", required = true)]
     images: Vec<PathBuf>,
     /// Target class: one for all images or one per image (default: each image's top class).
     #[arg(long = "class", value_name = "K")]
@@ -34,15 +41,24 @@ pub struct MapArgs {
     /// Explain the softmax probability instead of the pre-softmax logit.
     #[arg(long)]
     probability: bool,
-    /// Output image (PNG or JPEG); several images write OUT_<i>.png.
-    #[arg(long, value_name = "OUT.png")]
+    /// Output image (PNG or JPEG); several images write OUT_<i>.png, i the input's position
+    /// (from 0, folders expanded). A folder (existing, ending in `/`, or a name without an
+    /// extension) gets one <input stem>.png per image. Missing folders are created.
+    #[arg(long, value_name = "OUT.png|DIR")]
     out: PathBuf,
-    /// Also write the raw maps, logits and targets as safetensors.
+    /// Also write the raw maps, logits and targets as safetensors: one file for all images,
+    /// the batches concatenated; its metadata `images` lists the rows' files.
     #[arg(long, value_name = "RAW.safetensors")]
     raw: Option<PathBuf>,
     /// Colormap of the heatmap.
     #[arg(long, value_enum, default_value_t = ColormapArg::Jet)]
     colormap: ColormapArg,
+    /// Images per GPU batch.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Colormaps on the command line.
@@ -81,13 +97,13 @@ pub struct SaliencyArgs {
     #[arg(long)]
     keepdims: bool,
     /// Noise samples (SmoothGrad family).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50)]
     samples: usize,
     /// Noise σ as a fraction of each image's value range (SmoothGrad family).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, value_name = "SIGMA", default_value_t = 0.15)]
     noise: f32,
     /// Path steps (integrated gradients).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50)]
     steps: usize,
     /// Integration rule (integrated gradients).
     #[arg(long, value_enum, default_value_t = RuleArg::GaussLegendre)]
@@ -96,19 +112,25 @@ pub struct SaliencyArgs {
     #[arg(long, value_enum, default_value_t = BaselineArg::Zeros)]
     baseline: BaselineArg,
     /// Occlusion window, HxW.
-    #[arg(long, value_parser = crate::parse_size, default_value = "8x8")]
+    #[arg(long, value_name = "HxW", value_parser = crate::parse_size, default_value = "8x8")]
     window: [usize; 2],
     /// Occlusion stride, HxW (default: half the window).
-    #[arg(long, value_parser = crate::parse_size)]
+    #[arg(long, value_name = "HxW", value_parser = crate::parse_size)]
     stride: Option<[usize; 2]>,
     /// Occlusion fill value (model-input space).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     fill: f32,
-    /// Seed of the noise.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the noise. The noise follows each image's position in its batch, so the
+    /// SmoothGrad family's maps depend slightly on --batch-size.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
     /// Blend the heatmap over the image with this image weight (0 = heatmap only).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_name = "A", default_value_t = 0.0)]
     alpha: f32,
 }
 
@@ -191,7 +213,7 @@ pub struct CamArgs {
     #[arg(long)]
     aug_smooth: bool,
     /// Weight of the image in the overlay (0 = heatmap only, 1 = image only).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, value_name = "A", default_value_t = 0.5)]
     alpha: f32,
 }
 
@@ -248,79 +270,302 @@ pub(crate) fn expand_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// `out.png` for one image, `out_<i>.png` for several.
-fn output_path(out: &Path, i: usize, n: usize) -> PathBuf {
-    if n == 1 {
-        return out.to_path_buf();
-    }
-    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
-    let name = match out.extension().and_then(|e| e.to_str()) {
-        Some(ext) => format!("{stem}_{i}.{ext}"),
-        None => format!("{stem}_{i}"),
-    };
-    out.with_file_name(name)
+/// Whether `out` names a folder: an existing one, a path ending in a separator, or a name
+/// without an extension.
+fn is_folder(out: &Path) -> bool {
+    out.is_dir()
+        || out
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR)
+        || out.as_os_str().to_string_lossy().ends_with('/')
+        || out.extension().is_none()
 }
 
-/// What the map commands share: images decoded, model loaded, batch uploaded, targets built.
-struct Prepared {
+/// The output file of every input: `out` itself for one image, `out_<i>.ext` for several;
+/// for a folder `out`, `out/<stem>.png` (`<stem>_<i>.png` where inputs share a stem).
+pub(crate) fn output_paths(out: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let n = paths.len();
+    if is_folder(out) {
+        let stem = |p: &PathBuf| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into())
+        };
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for p in paths {
+            *count.entry(stem(p)).or_default() += 1;
+        }
+        return Ok(paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let s = stem(p);
+                if count[&s] > 1 {
+                    out.join(format!("{s}_{i}.png"))
+                } else {
+                    out.join(format!("{s}.png"))
+                }
+            })
+            .collect());
+    }
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if !["png", "jpg", "jpeg", "gif"].contains(&ext.as_str()) {
+        return Err(format!(
+            "--out {}: expected a .png, .jpg or .gif file, or a folder",
+            out.display()
+        ));
+    }
+    if n == 1 {
+        return Ok(vec![out.to_path_buf()]);
+    }
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("png");
+    Ok((0..n)
+        .map(|i| out.with_file_name(format!("{stem}_{i}.{ext}")))
+        .collect())
+}
+
+/// A batch of inputs that decoded and preprocessed.
+pub(crate) struct Batch {
+    /// Their positions in the full input list.
+    pub indices: Vec<usize>,
+    /// The decoded images.
+    pub images: Vec<DynamicImage>,
+    /// The model input, `[N, C, H, W]`.
+    pub data: Vec<f32>,
+    /// Its shape.
+    pub shape: [usize; 4],
+}
+
+/// Decodes and preprocesses `paths[range]`. A file that fails is named on stderr (through
+/// `bar`) and its index added to `failed`; `None` when none succeeds.
+pub(crate) fn load_batch(
+    pre: &Preprocess,
+    paths: &[PathBuf],
+    range: std::ops::Range<usize>,
+    bar: &ProgressBar,
+    failed: &mut Vec<usize>,
+) -> Option<Batch> {
+    let mut b = Batch {
+        indices: Vec::new(),
+        images: Vec::new(),
+        data: Vec::new(),
+        shape: [0; 4],
+    };
+    for i in range {
+        let path = &paths[i];
+        let result = load_image(path).map_err(|e| e.to_string()).and_then(|img| {
+            pre.batch(std::slice::from_ref(&img))
+                .map(|(x, shape)| (img, x, shape))
+                .map_err(|e| format!("{}: {e}", path.display()))
+        });
+        match result {
+            Ok((img, x, shape)) => {
+                b.indices.push(i);
+                b.images.push(img);
+                b.data.extend(x);
+                b.shape = [b.indices.len(), shape[1], shape[2], shape[3]];
+            }
+            Err(e) => {
+                bar.suspend(|| eprintln!("error: {e} (skipped)"));
+                failed.push(i);
+            }
+        }
+    }
+    (!b.indices.is_empty()).then_some(b)
+}
+
+/// The error that ends a run where some inputs failed.
+pub(crate) fn failures(paths: &[PathBuf], failed: &[usize]) -> Result<(), String> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = failed
+        .iter()
+        .take(5)
+        .map(|&i| paths[i].display().to_string())
+        .collect();
+    let more = if failed.len() > names.len() {
+        ", …"
+    } else {
+        ""
+    };
+    Err(format!(
+        "{} of {} images could not be processed ({}{more})",
+        failed.len(),
+        paths.len(),
+        names.join(", ")
+    ))
+}
+
+/// A map command's run: the inputs and outputs checked, the model on the GPU.
+struct Session {
     ctx: GpuContext,
     model: Model,
     paths: Vec<PathBuf>,
-    images: Vec<DynamicImage>,
-    input: Tensor,
-    targets: Vec<Target>,
+    outs: Vec<PathBuf>,
 }
 
-fn prepare(args: &MapArgs) -> Result<Prepared, Box<dyn std::error::Error>> {
+fn open_session(args: &MapArgs) -> Result<Session, Box<dyn std::error::Error>> {
+    crate::progress::set_quiet(args.quiet);
     let paths = expand_images(&args.images)?;
-    let images = paths
-        .iter()
-        .map(load_image)
-        .collect::<Result<Vec<_>, _>>()?;
-    if !args.classes.is_empty() && args.classes.len() != 1 && args.classes.len() != images.len() {
+    if !args.classes.is_empty() && args.classes.len() != 1 && args.classes.len() != paths.len() {
         return Err(format!(
             "{} --class values for {} images: give one for all or one per image",
             args.classes.len(),
-            images.len()
+            paths.len()
         )
         .into());
     }
+    let outs = output_paths(&args.out, &paths)?;
     let (weights, opts) = open_weights(&args.model, &args.options)?;
     let ctx = GpuContext::new()?;
     let model = Model::from_weights(&ctx, &weights, &opts)?;
-    let (x, shape) = model.preprocess().batch(&images)?;
-    let input = Tensor::from_slice(&ctx, &shape, &x)?;
-    let classes: Vec<usize> = if args.classes.is_empty() && args.probability {
-        // The probability of each image's own top class.
-        model
-            .predict(&ctx, &x, shape)?
-            .iter()
-            .map(|row| cnnvis::vis::target::argmax(row))
-            .collect()
-    } else {
-        args.classes.clone()
-    };
-    let targets = if classes.is_empty() {
-        vec![Target::TopClass]
-    } else if args.probability {
-        classes.iter().map(|&c| Target::Probability(c)).collect()
-    } else {
-        classes.iter().map(|&c| Target::Class(c)).collect()
-    };
-    Ok(Prepared {
+    Ok(Session {
         ctx,
         model,
         paths,
-        images,
-        input,
-        targets,
+        outs,
     })
+}
+
+/// The targets of one batch.
+fn batch_targets(
+    args: &MapArgs,
+    s: &Session,
+    b: &Batch,
+) -> Result<Vec<Target>, Box<dyn std::error::Error>> {
+    let classes: Vec<usize> = if args.classes.is_empty() {
+        if !args.probability {
+            return Ok(vec![Target::TopClass]);
+        }
+        // The probability of each image's own top class.
+        s.model
+            .predict(&s.ctx, &b.data, b.shape)?
+            .iter()
+            .map(|row| cnnvis::vis::target::argmax(row))
+            .collect()
+    } else if args.classes.len() == 1 {
+        args.classes.clone()
+    } else {
+        b.indices.iter().map(|&i| args.classes[i]).collect()
+    };
+    Ok(if args.probability {
+        classes.iter().map(|&c| Target::Probability(c)).collect()
+    } else {
+        classes.iter().map(|&c| Target::Class(c)).collect()
+    })
+}
+
+/// A raw tensor: name, shape, values.
+type RawTensor = (&'static str, Vec<usize>, Vec<f32>);
+
+/// What one batch of a map command gives.
+struct BatchMaps {
+    /// Raw tensors (only when `--raw`), concatenated over batches along the first axis.
+    raw: Vec<RawTensor>,
+    /// The resolved target of each image.
+    targets: Vec<i64>,
+    /// One picture per image.
+    pictures: Vec<DynamicImage>,
+}
+
+/// Runs `compute` over the inputs in batches, saves the pictures, writes `--raw`, reports
+/// failed files; fails at the end when any did.
+fn run_batches(
+    args: &MapArgs,
+    s: &Session,
+    what: &str,
+    mut meta: HashMap<String, String>,
+    mut compute: impl FnMut(&Batch, &Tensor, &[Target]) -> Result<BatchMaps, Box<dyn std::error::Error>>,
+) -> CliResult {
+    let n = s.paths.len();
+    let bs = args.batch_size as usize;
+    let bar = crate::progress::bar(n as u64, what);
+    let names = s.model.classes();
+    let mut failed = Vec::new();
+    let mut done: Vec<usize> = Vec::new();
+    let mut raw: Vec<RawTensor> = Vec::new();
+    let mut all_targets: Vec<i64> = Vec::new();
+    for start in (0..n).step_by(bs) {
+        let range = start..(start + bs).min(n);
+        let len = range.len() as u64;
+        if let Some(b) = load_batch(s.model.preprocess(), &s.paths, range, &bar, &mut failed) {
+            let input = Tensor::from_slice(&s.ctx, &b.shape, &b.data)?;
+            let targets = batch_targets(args, s, &b)?;
+            let out = compute(&b, &input, &targets)?;
+            for (k, &i) in b.indices.iter().enumerate() {
+                let path = &s.outs[i];
+                create_parent(path)?;
+                let picture = out
+                    .pictures
+                    .get(k)
+                    .ok_or_else(|| format!("no picture for {}", s.paths[i].display()))?;
+                save_image(path, picture)?;
+                let t = out.targets.get(k).copied().unwrap_or(-1);
+                let name = names
+                    .and_then(|n| usize::try_from(t).ok().and_then(|c| n.get(c)))
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                bar.suspend(|| {
+                    say!(
+                        "{} -> {}  target {t}{name}",
+                        s.paths[i].display(),
+                        path.display()
+                    )
+                });
+            }
+            if raw.is_empty() {
+                raw = out.raw;
+            } else {
+                for (acc, (name, shape, data)) in raw.iter_mut().zip(out.raw) {
+                    if acc.0 != name || acc.1[1..] != shape[1..] {
+                        return Err(
+                            format!("raw tensor {name} changed shape between batches").into()
+                        );
+                    }
+                    acc.1[0] += shape[0];
+                    acc.2.extend(data);
+                }
+            }
+            done.extend(&b.indices);
+            all_targets.extend(out.targets);
+        }
+        bar.inc(len);
+    }
+    bar.finish_and_clear();
+    if let (Some(path), false) = (&args.raw, done.is_empty()) {
+        let files: Vec<String> = done
+            .iter()
+            .map(|&i| s.paths[i].display().to_string())
+            .collect();
+        meta.insert(
+            "images".to_string(),
+            serde_json::Value::from(files).to_string(),
+        );
+        meta.insert("arch".to_string(), s.model.arch().to_string());
+        create_parent(path)?;
+        write_raw(path, &raw, &all_targets, meta)?;
+        say!(
+            "raw maps of {} image{} written to {}",
+            done.len(),
+            if done.len() == 1 { "" } else { "s" },
+            path.display()
+        );
+    }
+    failures(&s.paths, &failed)?;
+    Ok(())
 }
 
 /// Writes `tensors` (f32 unless named `target`, which is i64) to a safetensors file.
 fn write_raw(
     path: &Path,
-    tensors: &[(&str, Vec<usize>, Vec<f32>)],
+    tensors: &[RawTensor],
     targets: &[i64],
     meta: HashMap<String, String>,
 ) -> CliResult {
@@ -343,18 +588,6 @@ fn write_raw(
     Ok(())
 }
 
-/// Saves one rendered RGBA image per input.
-fn save_maps(ctx: &GpuContext, rgba: &Tensor, out: &Path, paths: &[PathBuf]) -> CliResult {
-    let images = download_rgba(ctx, rgba)?;
-    let n = images.len();
-    for (i, img) in images.iter().enumerate() {
-        let path = output_path(out, i, n);
-        save_rgba(&path, img)?;
-        println!("{} -> {}", paths[i].display(), path.display());
-    }
-    Ok(())
-}
-
 /// Min-max normalizes `[N, H, W]` maps on the GPU (the CAM module's normalization at the same
 /// size).
 pub(crate) fn normalized(ctx: &GpuContext, maps: &Tensor) -> cnnvis::Result<Tensor> {
@@ -367,21 +600,26 @@ pub(crate) fn normalized(ctx: &GpuContext, maps: &Tensor) -> cnnvis::Result<Tens
     Ok(out)
 }
 
-/// Renders normalized `[N, H, W]` maps: a heatmap, or an overlay when `alpha > 0`.
+/// Renders normalized `[N, H, W]` maps as one RGBA picture per image: a heatmap, or an
+/// overlay on `images` (resized to the model input `shape`) when `alpha > 0`.
 fn render(
-    p: &Prepared,
+    ctx: &GpuContext,
+    images: &[DynamicImage],
+    shape: [usize; 4],
     maps: &Tensor,
     cmap: Colormap,
     alpha: f32,
-) -> Result<Tensor, Box<dyn std::error::Error>> {
-    let ctx = &p.ctx;
-    if alpha > 0.0 {
-        let [_, _, h, w] = <[usize; 4]>::try_from(p.input.shape()).map_err(|_| "input rank")?;
-        let img = images_to_unit_chw(ctx, &p.images, [h, w])?;
-        Ok(render_overlay(ctx, maps, &img, cmap, alpha)?)
+) -> Result<Vec<DynamicImage>, Box<dyn std::error::Error>> {
+    let rgba = if alpha > 0.0 {
+        let img = images_to_unit_chw(ctx, images, [shape[2], shape[3]])?;
+        render_overlay(ctx, maps, &img, cmap, alpha)?
     } else {
-        Ok(render_colormap(ctx, maps, cmap)?)
-    }
+        render_colormap(ctx, maps, cmap)?
+    };
+    Ok(download_rgba(ctx, &rgba)?
+        .into_iter()
+        .map(DynamicImage::ImageRgba8)
+        .collect())
 }
 
 /// The maximum over channels of `[N, C, H, W]` values, for display.
@@ -402,7 +640,7 @@ pub(crate) fn channel_max(data: &[f32], shape: &[usize]) -> Vec<f32> {
 
 /// `cnnvis saliency`.
 pub fn saliency(args: &SaliencyArgs) -> CliResult {
-    let p = prepare(&args.common)?;
+    let p = open_session(&args.common)?;
     let ctx = &p.ctx;
     let mut method = match args.method {
         SaliencyMethodArg::Vanilla => Saliency::vanilla(),
@@ -446,18 +684,16 @@ pub fn saliency(args: &SaliencyArgs) -> CliResult {
             ModifierArg::SmallValues => GradModifier::SmallValues,
         });
     }
-    let maps = method.compute(ctx, &p.model, &p.input, &p.targets)?;
-    let sal_shape = maps.saliency.shape().to_vec();
-    let sal = maps.saliency.download(ctx)?;
-    if let Some(raw) = &args.common.raw {
-        let n = p.images.len();
-        let meta = HashMap::from([
-            ("arch".to_string(), p.model.arch().to_string()),
-            ("method".to_string(), format!("{:?}", method.method())),
-        ]);
-        write_raw(
-            raw,
-            &[
+    let meta = HashMap::from([("method".to_string(), format!("{:?}", method.method()))]);
+    let want_raw = args.common.raw.is_some();
+    let cmap: Colormap = args.common.colormap.into();
+    run_batches(&args.common, &p, "saliency", meta, |b, input, targets| {
+        let maps = method.compute(ctx, &p.model, input, targets)?;
+        let sal_shape = maps.saliency.shape().to_vec();
+        let sal = maps.saliency.download(ctx)?;
+        let n = b.indices.len();
+        let raw = if want_raw {
+            vec![
                 (
                     "logits",
                     vec![n, maps.logits.len() / n],
@@ -469,34 +705,23 @@ pub fn saliency(args: &SaliencyArgs) -> CliResult {
                     maps.gradient.download(ctx)?,
                 ),
                 ("saliency", sal_shape.clone(), sal.clone()),
-            ],
-            &maps.targets,
-            meta,
-        )?;
-        println!("raw maps written to {}", raw.display());
-    }
-    let display = if sal_shape.len() == 4 {
-        let [n, _, h, w] = [sal_shape[0], sal_shape[1], sal_shape[2], sal_shape[3]];
-        Tensor::from_slice(ctx, &[n, h, w], &channel_max(&sal, &sal_shape))?
-    } else {
-        maps.saliency.clone()
-    };
-    let norm = normalized(ctx, &display)?;
-    let rgba = render(&p, &norm, args.common.colormap.into(), args.alpha)?;
-    save_maps(ctx, &rgba, &args.common.out, &p.paths)?;
-    report_targets(&p, &maps.targets);
-    Ok(())
-}
-
-fn report_targets(p: &Prepared, targets: &[i64]) {
-    let names = p.model.classes();
-    for (path, t) in p.paths.iter().zip(targets) {
-        let name = names
-            .and_then(|n| usize::try_from(*t).ok().and_then(|i| n.get(i)))
-            .map(|s| format!(" ({s})"))
-            .unwrap_or_default();
-        println!("  {}: target {t}{name}", path.display());
-    }
+            ]
+        } else {
+            Vec::new()
+        };
+        let display = if sal_shape.len() == 4 {
+            let [n, _, h, w] = [sal_shape[0], sal_shape[1], sal_shape[2], sal_shape[3]];
+            Tensor::from_slice(ctx, &[n, h, w], &channel_max(&sal, &sal_shape))?
+        } else {
+            maps.saliency.clone()
+        };
+        let norm = normalized(ctx, &display)?;
+        Ok(BatchMaps {
+            raw,
+            targets: maps.targets.clone(),
+            pictures: render(ctx, &b.images, b.shape, &norm, cmap, args.alpha)?,
+        })
+    })
 }
 
 /// Guided Grad-CAM `[N, C, H, W]` as images, deprocessed as pytorch-grad-cam's
@@ -524,7 +749,7 @@ fn deprocess(data: &[f32], shape: &[usize]) -> Vec<RgbImage> {
 
 /// `cnnvis cam`.
 pub fn cam(args: &CamArgs) -> CliResult {
-    let p = prepare(&args.common)?;
+    let p = open_session(&args.common)?;
     let ctx = &p.ctx;
     let method = match args.method {
         CamMethodArg::Gradcam => CamMethod::GradCam,
@@ -541,54 +766,53 @@ pub fn cam(args: &CamArgs) -> CliResult {
         cam = cam.layer(layer.as_str());
     }
     let layer = cam.layer_for(&p.model)?.to_string();
-    let maps = cam.compute(ctx, &p.model, &p.input, &p.targets)?;
-    if let Some(raw) = &args.common.raw {
-        let n = p.images.len();
-        let meta = HashMap::from([
-            ("arch".to_string(), p.model.arch().to_string()),
-            ("method".to_string(), method.name().to_string()),
-            ("layer".to_string(), layer.clone()),
-        ]);
-        let mut tensors = vec![
-            (
-                "logits",
-                vec![n, maps.logits.len() / n],
-                maps.logits.clone(),
-            ),
-            ("cam", maps.cam.shape().to_vec(), maps.cam.download(ctx)?),
-            (
-                "cam_upsampled",
-                maps.cam_upsampled.shape().to_vec(),
-                maps.cam_upsampled.download(ctx)?,
-            ),
-        ];
-        if let Some(g) = &maps.guided {
-            tensors.push(("guided_gradcam", g.shape().to_vec(), g.download(ctx)?));
-        }
-        write_raw(raw, &tensors, &maps.targets, meta)?;
-        println!("raw maps written to {}", raw.display());
-    }
-    match &maps.guided {
-        Some(g) => {
-            let images = deprocess(&g.download(ctx)?, g.shape());
-            let n = images.len();
-            for (i, img) in images.iter().enumerate() {
-                let path = output_path(&args.common.out, i, n);
-                save_rgb(&path, img)?;
-                println!("{} -> {}", p.paths[i].display(), path.display());
+    say!("layer: {layer}");
+    let meta = HashMap::from([
+        ("method".to_string(), method.name().to_string()),
+        ("layer".to_string(), layer.clone()),
+    ]);
+    let want_raw = args.common.raw.is_some();
+    let cmap: Colormap = args.common.colormap.into();
+    run_batches(&args.common, &p, "cam", meta, |b, input, targets| {
+        let maps = cam.compute(ctx, &p.model, input, targets)?;
+        let n = b.indices.len();
+        let mut raw = Vec::new();
+        if want_raw {
+            raw = vec![
+                (
+                    "logits",
+                    vec![n, maps.logits.len() / n],
+                    maps.logits.clone(),
+                ),
+                ("cam", maps.cam.shape().to_vec(), maps.cam.download(ctx)?),
+                (
+                    "cam_upsampled",
+                    maps.cam_upsampled.shape().to_vec(),
+                    maps.cam_upsampled.download(ctx)?,
+                ),
+            ];
+            if let Some(g) = &maps.guided {
+                raw.push(("guided_gradcam", g.shape().to_vec(), g.download(ctx)?));
             }
         }
-        None => {
-            let rgba = render(
-                &p,
+        let pictures = match &maps.guided {
+            Some(g) => deprocess(&g.download(ctx)?, g.shape())
+                .into_iter()
+                .map(DynamicImage::ImageRgb8)
+                .collect(),
+            None => render(
+                ctx,
+                &b.images,
+                b.shape,
                 &maps.cam_upsampled,
-                args.common.colormap.into(),
+                cmap,
                 args.alpha,
-            )?;
-            save_maps(ctx, &rgba, &args.common.out, &p.paths)?;
-        }
-    }
-    println!("layer: {layer}");
-    report_targets(&p, &maps.targets);
-    Ok(())
+            )?,
+        };
+        Ok(BatchMaps {
+            raw,
+            targets: maps.targets.clone(),
+            pictures,
+        })
+    })
 }

@@ -2,7 +2,6 @@
 //! as a labelled grid, optionally an animated GIF of the optimization and the raw tensors.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use cnnvis::vis::optim::{Adam, Rmsprop};
 use cnnvis::vis::Target;
 use cnnvis::{GpuContext, Model};
 
+use crate::progress::{create_parent, say};
 use crate::{open_weights, CliResult, ModelOptions};
 
 /// At most this many frames in `--gif`.
@@ -64,19 +64,19 @@ pub struct MaximizeArgs {
     /// The update rule [preset: keras rmsprop, lucid adam].
     #[arg(long, value_enum)]
     optimizer: Option<OptimizerArg>,
-    /// Learning rate of the update rule [library default: rmsprop 1, adam 0.05].
+    /// Learning rate of the update rule [default: rmsprop 1, adam 0.05].
     #[arg(long, value_name = "X")]
     lr: Option<f32>,
     /// Total-variation weight, keras-vis's convention [preset: keras 10, lucid 0].
     #[arg(long, value_name = "W")]
     tv: Option<f32>,
-    /// Total-variation β [2].
+    /// Total-variation β [default: 2].
     #[arg(long, value_name = "B")]
     tv_beta: Option<f32>,
     /// Lp-norm weight, keras-vis's convention [preset: keras 10, lucid 0].
     #[arg(long, value_name = "W")]
     lp: Option<f32>,
-    /// The p of the Lp norm [6].
+    /// The p of the Lp norm [default: 6].
     #[arg(long, value_name = "P")]
     p: Option<f32>,
     /// Random shift of up to PX pixels each iteration [preset: keras 0, lucid 8].
@@ -103,13 +103,14 @@ pub struct MaximizeArgs {
     #[arg(long, value_name = "S|HxW", value_parser = crate::parse_size)]
     size: Option<[usize; 2]>,
     /// Seed of the initial noise and of the random transforms.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
     /// The grid of all images (PNG, JPEG or GIF), deprocessed as keras-vis's
     /// deprocess_input and labelled.
     #[arg(long, value_name = "GRID.png")]
     out: PathBuf,
     /// Also write an animated GIF of the optimization (at most 50 frames of the grid).
+    /// Missing folders of --out, --gif and --raw are created.
     #[arg(long, value_name = "PROGRESS.gif")]
     gif: Option<PathBuf>,
     /// Also write `images` [N,C,H,W] (model-input space), `losses` [iterations,N], `objective`
@@ -120,6 +121,9 @@ pub struct MaximizeArgs {
     /// tiles at least 96 pixels).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     zoom: Option<u32>,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Starting settings.
@@ -329,8 +333,7 @@ fn settings(args: &MaximizeArgs) -> Result<Maximize, String> {
     Ok(m)
 }
 
-/// Fails early (before the GPU work) on an output whose folder does not exist or whose
-/// extension we cannot write.
+/// Fails early (before the GPU work) on an output whose extension we cannot write.
 fn check_output(path: &Path, allowed: &[&str], what: &str) -> Result<(), String> {
     let ext = path
         .extension()
@@ -341,17 +344,6 @@ fn check_output(path: &Path, allowed: &[&str], what: &str) -> Result<(), String>
             "{what} {}: expected a .{} file",
             path.display(),
             allowed.join(" / .")
-        ));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(format!(
-            "cannot write {}: folder {} does not exist",
-            path.display(),
-            dir.display()
         ));
     }
     Ok(())
@@ -557,6 +549,7 @@ fn gif_frames(iterations: usize) -> usize {
 
 /// `cnnvis maximize`.
 pub fn maximize(args: &MaximizeArgs) -> CliResult {
+    crate::progress::set_quiet(args.quiet);
     check_output(&args.out, &["png", "jpg", "jpeg", "gif"], "--out")?;
     if let Some(g) = &args.gif {
         check_output(g, &["gif"], "--gif")?;
@@ -586,7 +579,7 @@ pub fn maximize(args: &MaximizeArgs) -> CliResult {
     if args.gif.is_some() {
         method = method.record_every(gif_every(total));
     }
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if crate::progress::interactive() {
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} iterations  {msg}",
@@ -624,6 +617,7 @@ pub fn maximize(args: &MaximizeArgs) -> CliResult {
 
     // Outputs.
     let grid = grid_image(&images, shape, &labels, zoom)?;
+    create_parent(&args.out)?;
     save_rgb(&args.out, &grid)?;
     let (objective, probs) = evaluate(&ctx, &model, &targets, &images, shape)?;
     if let Some(raw) = &args.raw {
@@ -651,10 +645,12 @@ pub fn maximize(args: &MaximizeArgs) -> CliResult {
             ("seed".to_string(), args.seed.to_string()),
             ("settings".to_string(), format!("{method:?}")),
         ]);
+        create_parent(raw)?;
         write_raw(raw, &m, &images, shape, &objective, &target, meta)?;
     }
     let mut gif_frames = 0;
     if let Some(path) = &args.gif {
+        create_parent(path)?;
         let mut gif = GifWriter::create(path, GIF_DELAY_MS)?;
         for f in &m.frames {
             let g = grid_image(&f.images, shape, &labels, zoom)?;
@@ -667,7 +663,7 @@ pub fn maximize(args: &MaximizeArgs) -> CliResult {
 
     // Summary.
     let [_, c, h, w] = shape;
-    println!(
+    say!(
         "{n} image{} of {c}x{h}x{w}, {} iterations in {seconds:.2} s",
         if n == 1 { "" } else { "s" },
         m.iterations
@@ -694,18 +690,18 @@ pub fn maximize(args: &MaximizeArgs) -> CliResult {
             ),
             _ => format!("mean activation {:>9.4}", objective[i]),
         };
-        println!(
+        say!(
             "  {:<label_w$}  {value}  loss {last:.4} (best {best:.4} at iteration {})",
             labels[i],
             best_at + 1
         );
     }
-    println!("grid -> {}", args.out.display());
+    say!("grid -> {}", args.out.display());
     if let Some(g) = &args.gif {
-        println!("animation ({gif_frames} frames) -> {}", g.display());
+        say!("animation ({gif_frames} frames) -> {}", g.display());
     }
     if let Some(r) = &args.raw {
-        println!("raw images and losses -> {}", r.display());
+        say!("raw images and losses -> {}", r.display());
     }
     Ok(())
 }
