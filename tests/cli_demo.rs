@@ -39,7 +39,10 @@ fn demo_writes_every_picture_and_an_index_from_any_directory() {
         let path = root.join(f);
         let img = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(img.width() >= 100 && img.height() >= 100, "{f} is tiny");
-        assert!(index.contains(&format!("src=\"{f}\"")), "index.html misses {f}");
+        assert!(
+            index.contains(&format!("src=\"{f}\"")),
+            "index.html misses {f}"
+        );
         assert!(stdout.contains(f), "the summary does not name {f}");
     }
     // The class grid's caption reports the class probabilities it reached.

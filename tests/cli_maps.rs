@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cnnvis::model::preprocess::load_image;
 use cnnvis::model::weights::Weights;
@@ -15,41 +15,10 @@ use cnnvis::vis::cam::Cam;
 use cnnvis::vis::Target;
 use cnnvis::{Model, Tensor};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cnnvis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnnvis"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("run cnnvis")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cnnvis-cli-maps-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "cnnvis failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use common::cli::{cnnvis, ok, root, s, temp_dir};
 
 fn fails(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "expected exit 1");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+    common::cli::fails(out, 1)
 }
 
 #[test]

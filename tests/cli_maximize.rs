@@ -8,8 +8,7 @@
 mod common;
 
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use cnnvis::model::weights::Weights;
 use cnnvis::vis::maximize::Maximize;
@@ -17,49 +16,7 @@ use cnnvis::vis::Target;
 use cnnvis::Model;
 use image::AnimationDecoder;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cnnvis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnnvis"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("run cnnvis")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cnnvis-cli-maximize-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "cnnvis failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The stderr of a run that failed with `code`.
-fn fails(out: &Output, code: i32) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit {code}: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use common::cli::{cnnvis, fails, ok, root, s, temp_dir};
 
 /// The `target` tensor (i64) of a raw file.
 fn read_targets(path: &Path) -> Vec<i64> {

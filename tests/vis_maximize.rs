@@ -12,6 +12,11 @@ use cnnvis::vis::optim::Adam;
 use cnnvis::vis::Target;
 use cnnvis::{Model, Tensor};
 
+fn shapes() -> Model {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes.safetensors");
+    Model::open(common::ctx(), p).expect("shapes")
+}
+
 fn digits() -> Model {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/digits.safetensors");
     Model::open(common::ctx(), p).expect("digits")
@@ -173,11 +178,7 @@ fn filter_means(model: &Model, layer: &str, images: &[f32], shape: [usize; 4]) -
 #[test]
 fn sixteen_filters_in_one_batch_each_rise_tenfold_over_the_seed_noise() {
     let ctx = common::ctx();
-    let model = Model::open(
-        ctx,
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes.safetensors"),
-    )
-    .expect("shapes");
+    let model = shapes();
     // The last ReLU of the shapes model: most of its 64 channels are 0 on mid-grey noise, so
     // they only move with Lucid's redirected ReLU gradient.
     let layer = "features.14";
@@ -217,11 +218,7 @@ fn dead_filters_stay_dead_without_the_redirected_relu_gradient() {
     // The reason for the rule: with keras-vis's plain gradient a channel that is zero over
     // the whole image has a zero gradient, and the image does not move towards it.
     let ctx = common::ctx();
-    let model = Model::open(
-        ctx,
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes.safetensors"),
-    )
-    .expect("shapes");
+    let model = shapes();
     let layer = "features.14";
     let targets: Vec<Target> = (0..8)
         .map(|channel| Target::Filter {

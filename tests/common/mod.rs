@@ -4,6 +4,8 @@
 
 use std::sync::OnceLock;
 
+pub mod cli;
+
 use cnnvis::gpu::Dispatch;
 use cnnvis::{GpuContext, Tensor};
 
