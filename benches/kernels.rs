@@ -8,14 +8,21 @@
 //! the row label (`vgg16`, `resnet50`, `3x3`, `1x1`, `s2`, `14x14`, ...; any may match).
 //! `CNNVIS_BENCH_SAMPLES=N` sets samples per figure (default 5), `CNNVIS_BENCH_WEIGHT=1` adds
 //! backward-to-weight. `--json` writes `{device, adapter, fma_peak_gflops, kernels: [{layer,
-//! model, pass, count, gflop, median_s, gflops, peak_fraction}]}`.
+//! model, pass, variant, chosen, count, gflop, median_s, gflops, peak_fraction}]}`.
+//!
+//! The `variant` column names the forward / backward-to-input kernel that ran (`direct`,
+//! `tiled`, `rows`; see `select_conv2d_variant`). `--all-variants` also times every other
+//! variant that applies to the shape (rows marked `*` are the automatic choice; totals use
+//! those only). `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces a variant for the automatic
+//! rows, `CNNVIS_CONV_MIN_THREADS=N` changes the GPU thread target.
 
 use std::time::{Duration, Instant};
 
 use cnnvis::gpu::{DType, Dispatch};
 use cnnvis::ops::conv2d::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_flops, conv2d_forward,
-    conv2d_output_shape, Conv2dConfig,
+    conv2d_backward_input, conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops,
+    conv2d_forward, conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads,
+    Conv2dConfig, Conv2dPass, Conv2dVariant,
 };
 use cnnvis::ops::fma_peak::fma_peak;
 use cnnvis::{GpuContext, Tensor};
@@ -108,6 +115,10 @@ struct Row {
     layer: String,
     model: &'static str,
     pass: &'static str,
+    /// Kernel variant that ran (`direct`, `tiled`, `rows`; `-` for backward-weight).
+    variant: &'static str,
+    /// Whether the variant is the automatic choice (not one forced by `--all-variants`).
+    chosen: bool,
     count: usize,
     flops: f64,
     seconds: f64,
@@ -116,6 +127,7 @@ struct Row {
 fn main() {
     let mut filter: Vec<String> = Vec::new();
     let mut json: Option<String> = None;
+    let mut all_variants = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--json" {
@@ -124,6 +136,8 @@ fn main() {
                 eprintln!("error: --json needs a path");
                 std::process::exit(2);
             }
+        } else if a == "--all-variants" {
+            all_variants = true;
         } else if !a.starts_with('-') {
             filter.push(a);
         }
@@ -147,8 +161,8 @@ fn main() {
     let peak = fma_peak_gflops(&ctx, samples);
     println!("FMA peak (independent vec4 FMA chains): {peak:.1} GFLOP/s\n");
     println!(
-        "{:<38} {:<16} {:>10} {:>9} {:>10} {:>7}",
-        "layer", "pass", "GFLOP", "ms", "GFLOP/s", "% peak"
+        "{:<38} {:<16} {:<8} {:>10} {:>9} {:>10} {:>7}",
+        "layer", "pass", "variant", "GFLOP", "ms", "GFLOP/s", "% peak"
     );
     let mut rows: Vec<Row> = Vec::new();
     for (model, shapes) in [("vgg16", VGG16_CONVS), ("resnet50", RESNET50_CONVS)] {
@@ -170,14 +184,16 @@ fn main() {
                 continue;
             }
             ran += 1;
-            match bench_conv(&ctx, &name, s, samples, peak, with_weight) {
-                Ok(r) => rows.extend(r.into_iter().map(|(pass, flops, seconds)| Row {
+            match bench_conv(&ctx, &name, s, samples, peak, with_weight, all_variants) {
+                Ok(r) => rows.extend(r.into_iter().map(|m| Row {
                     layer: name.clone(),
                     model,
-                    pass,
+                    pass: m.pass,
+                    variant: m.variant,
+                    chosen: m.chosen,
                     count: s.count,
-                    flops,
-                    seconds,
+                    flops: m.flops,
+                    seconds: m.seconds,
                 })),
                 Err(e) => println!("{name:<38} error: {e}"),
             }
@@ -186,7 +202,7 @@ fn main() {
             for pass in ["forward", "backward-input", "backward-weight"] {
                 let of: Vec<&Row> = rows
                     .iter()
-                    .filter(|r| r.model == model && r.pass == pass)
+                    .filter(|r| r.model == model && r.pass == pass && r.chosen)
                     .collect();
                 if of.len() == shapes.len() {
                     let flops: f64 = of.iter().map(|r| r.flops * r.count as f64).sum();
@@ -194,6 +210,7 @@ fn main() {
                     report(
                         &format!("{model} all convs (weighted)"),
                         pass,
+                        "",
                         flops,
                         seconds,
                         peak,
@@ -209,7 +226,8 @@ fn main() {
             .iter()
             .map(|r| {
                 let g = r.flops / r.seconds / 1e9;
-                json!({"layer": r.layer, "model": r.model, "pass": r.pass, "count": r.count,
+                json!({"layer": r.layer, "model": r.model, "pass": r.pass,
+                       "variant": r.variant, "chosen": r.chosen, "count": r.count,
                        "gflop": r.flops / 1e9, "median_s": r.seconds, "gflops": g,
                        "peak_fraction": g / peak})
             })
@@ -225,8 +243,17 @@ fn main() {
     }
 }
 
-/// Times forward and backward-to-input (and backward-to-weight when asked) of one shape;
-/// returns `(pass, flops, median seconds)` per pass.
+/// One timed pass of a shape.
+struct Measured {
+    pass: &'static str,
+    variant: &'static str,
+    chosen: bool,
+    flops: f64,
+    seconds: f64,
+}
+
+/// Times forward and backward-to-input (and backward-to-weight when asked) of one shape, with
+/// the automatic variant and, with `all_variants`, every other one that applies.
 fn bench_conv(
     ctx: &GpuContext,
     name: &str,
@@ -234,7 +261,8 @@ fn bench_conv(
     samples: usize,
     peak: f64,
     with_weight: bool,
-) -> cnnvis::Result<Vec<(&'static str, f64, f64)>> {
+    all_variants: bool,
+) -> cnnvis::Result<Vec<Measured>> {
     let cfg = Conv2dConfig::new().padding(s.pad).stride(s.stride);
     let xs = [1, s.cin, s.hw, s.hw];
     let ws = [s.cout, s.cin, s.k, s.k];
@@ -247,31 +275,69 @@ fn bench_conv(
     let dy = random_tensor(ctx, &ys, 4)?;
     let dx = Tensor::empty(ctx, &xs, DType::F32)?;
     let mut out = Vec::new();
+    let mut time = |pass: &'static str, d: &Dispatch, chosen: bool| -> cnnvis::Result<()> {
+        let variant = Conv2dVariant::of_kernel(d.kernel()).map_or("?", |v| v.name());
+        let t = time_dispatches(ctx, &[d], samples)?;
+        let mark = if chosen && all_variants { "*" } else { "" };
+        report(name, pass, &format!("{variant}{mark}"), flops, t, peak);
+        out.push(Measured {
+            pass,
+            variant,
+            chosen,
+            flops,
+            seconds: t,
+        });
+        Ok(())
+    };
 
     let fwd = conv2d_forward(ctx, &y, &x, &w, Some(&b), &cfg)?;
-    let t = time_dispatches(ctx, &[&fwd], samples)?;
-    report(name, "forward", flops, t, peak);
-    out.push(("forward", flops, t));
+    time("forward", &fwd, true)?;
     let bwd = conv2d_backward_input(ctx, &dx, &dy, &w, &cfg, false)?;
-    let t = time_dispatches(ctx, &[&bwd], samples)?;
-    report(name, "backward-input", flops, t, peak);
-    out.push(("backward-input", flops, t));
+    time("backward-input", &bwd, true)?;
+    if all_variants {
+        for v in Conv2dVariant::ALL {
+            for (pass, auto, label) in [
+                (Conv2dPass::Forward, fwd.kernel(), "forward"),
+                (Conv2dPass::BackwardInput, bwd.kernel(), "backward-input"),
+            ] {
+                let applies = conv2d_variant_threads(pass, v, &xs, &ws, &cfg)?.is_some();
+                if !applies || Conv2dVariant::of_kernel(auto) == Some(v) {
+                    continue;
+                }
+                let d = match pass {
+                    Conv2dPass::Forward => {
+                        conv2d_forward_variant(ctx, v, &y, &x, &w, Some(&b), &cfg)?
+                    }
+                    Conv2dPass::BackwardInput => {
+                        conv2d_backward_input_variant(ctx, v, &dx, &dy, &w, &cfg, false)?
+                    }
+                };
+                time(label, &d, false)?;
+            }
+        }
+    }
     if with_weight {
         let dw = Tensor::empty(ctx, &ws, DType::F32)?;
         let db = Tensor::empty(ctx, &[s.cout], DType::F32)?;
         let ds = conv2d_backward_weight(ctx, &dw, Some(&db), &dy, &x, &cfg, false)?;
         let refs: Vec<&Dispatch> = ds.iter().collect();
         let t = time_dispatches(ctx, &refs, samples)?;
-        report(name, "backward-weight", flops, t, peak);
-        out.push(("backward-weight", flops, t));
+        report(name, "backward-weight", "-", flops, t, peak);
+        out.push(Measured {
+            pass: "backward-weight",
+            variant: "-",
+            chosen: true,
+            flops,
+            seconds: t,
+        });
     }
     Ok(out)
 }
 
-fn report(name: &str, pass: &str, flops: f64, seconds: f64, peak: f64) {
+fn report(name: &str, pass: &str, variant: &str, flops: f64, seconds: f64, peak: f64) {
     let gflops = flops / seconds / 1e9;
     println!(
-        "{name:<38} {pass:<16} {:>10.3} {:>9.2} {:>10.2} {:>6.1}%",
+        "{name:<38} {pass:<16} {variant:<8} {:>10.3} {:>9.2} {:>10.2} {:>6.1}%",
         flops / 1e9,
         seconds * 1e3,
         gflops,

@@ -10,9 +10,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use cnnvis::gpu::Dispatch;
 use cnnvis::ops::conv2d::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_flops, conv2d_forward,
-    conv2d_output_shape, Conv2dConfig,
+    conv2d_backward_input, conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops,
+    conv2d_forward, conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads,
+    select_conv2d_variant, Conv2dConfig, Conv2dPass, Conv2dVariant,
 };
+use cnnvis::wgpu::DeviceType;
 
 /// One convolution to test: input shape, output channels, kernel [kh, kw], config, bias.
 #[derive(Clone, Copy, Debug)]
@@ -297,8 +299,12 @@ fn entries(ds: &[&Dispatch], seen: &mut BTreeSet<&'static str>) {
 }
 
 /// Asserts every kernel in `wanted` ran. The row-block kernels are chosen on CPU adapters only
-/// (lavapipe), so elsewhere they are not expected.
+/// (lavapipe), so elsewhere they are not expected; with `CNNVIS_CONV_VARIANT` forcing one,
+/// nothing is (`conv2d_every_variant_matches_cpu_reference` covers each variant anyway).
 fn assert_covers(seen: &BTreeSet<&'static str>, wanted: &[&str]) {
+    if std::env::var_os("CNNVIS_CONV_VARIANT").is_some() {
+        return;
+    }
     let cpu = ctx().adapter().device_type == cnnvis::wgpu::DeviceType::Cpu;
     for w in wanted {
         if !cpu && w.ends_with("_rows") {
@@ -472,6 +478,251 @@ fn conv2d_backward_weight_and_bias_match_cpu_reference() {
             "conv2d_backward_bias",
         ],
     );
+}
+
+/// Every forward and backward-to-input variant, forced on every case it applies to (rows only
+/// where Kw == 3 with unit stride and dilation), against the CPU references, whatever the
+/// adapter would choose.
+#[test]
+fn conv2d_every_variant_matches_cpu_reference() {
+    let _serial = serial();
+    let c = ctx();
+    let mut rng = Rng::new(14);
+    let mut ran = BTreeSet::new();
+    for case in CASES {
+        let (xs, ws, ys) = (case.x, case.w(), case.y());
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let bv = rng.vec(case.cout, -1.0, 1.0);
+        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+        let base = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let (x, w, b, dy) = (
+            upload(&xs, &xv),
+            upload(&ws, &wv),
+            upload(&[case.cout], &bv),
+            upload(&ys, &dyv),
+        );
+        let want_y = forward_ref(case, &xv, &wv, case.bias.then_some(&bv[..]));
+        let want_dx = backward_input_ref(case, &dyv, &wv);
+        let sum: Vec<f64> = want_dx
+            .iter()
+            .zip(&base)
+            .map(|(a, &b)| a + b as f64)
+            .collect();
+        for v in Conv2dVariant::ALL {
+            let applies = conv2d_variant_threads(Conv2dPass::Forward, v, &xs, &ws, &case.cfg)
+                .unwrap()
+                .is_some();
+            let y = poisoned(&ys);
+            let fwd = conv2d_forward_variant(c, v, &y, &x, &w, case.bias.then_some(&b), &case.cfg);
+            let dx = poisoned(&xs);
+            let bwi = conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, false);
+            if !applies {
+                assert!(
+                    fwd.is_err() && bwi.is_err(),
+                    "{}: {v:?} accepted",
+                    case.name
+                );
+                continue;
+            }
+            let (fwd, bwi) = (fwd.unwrap(), bwi.unwrap());
+            assert_eq!(Conv2dVariant::of_kernel(fwd.kernel()), Some(v));
+            assert_eq!(Conv2dVariant::of_kernel(bwi.kernel()), Some(v));
+            ran.insert(v.name());
+            run(&[&fwd, &bwi]);
+            let name = format!("{} [{}]", case.name, v.name());
+            let terms = ws[1] * ws[2] * ws[3];
+            assert_close(
+                &format!("forward {name}"),
+                &download(&y),
+                &want_y,
+                atol(terms),
+                1e-5,
+            );
+            let terms = case.cout / case.cfg.groups * ws[2] * ws[3];
+            assert_close(
+                &format!("backward-input {name}"),
+                &download(&dx),
+                &want_dx,
+                atol(terms),
+                1e-5,
+            );
+            dx.write(c, &base).unwrap();
+            run(&[&conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, true).unwrap()]);
+            assert_close(
+                &format!("backward-input accumulate {name}"),
+                &download(&dx),
+                &sum,
+                atol(terms),
+                1e-5,
+            );
+        }
+    }
+    assert_eq!(ran.len(), 3, "variants run: {ran:?}");
+}
+
+/// Input shape, weight shape and config of one model conv layer at batch `n`.
+type Layer = ([usize; 4], [usize; 4], Conv2dConfig);
+
+/// Every distinct conv shape of VGG16 and torchvision ResNet50 at 224² (as benches/kernels.rs):
+/// (label, hw, cin, cout, k, stride).
+const MODEL_LAYERS: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("vgg16", 224, 3, 64, 3, 1),
+    ("vgg16", 224, 64, 64, 3, 1),
+    ("vgg16", 112, 64, 128, 3, 1),
+    ("vgg16", 112, 128, 128, 3, 1),
+    ("vgg16", 56, 128, 256, 3, 1),
+    ("vgg16", 56, 256, 256, 3, 1),
+    ("vgg16", 28, 256, 512, 3, 1),
+    ("vgg16", 28, 512, 512, 3, 1),
+    ("vgg16", 14, 512, 512, 3, 1),
+    ("resnet50", 224, 3, 64, 7, 2),
+    ("resnet50", 56, 64, 64, 1, 1),
+    ("resnet50", 56, 256, 64, 1, 1),
+    ("resnet50", 56, 64, 64, 3, 1),
+    ("resnet50", 56, 64, 256, 1, 1),
+    ("resnet50", 56, 256, 128, 1, 1),
+    ("resnet50", 56, 128, 128, 3, 2),
+    ("resnet50", 56, 256, 512, 1, 2),
+    ("resnet50", 28, 512, 128, 1, 1),
+    ("resnet50", 28, 128, 128, 3, 1),
+    ("resnet50", 28, 128, 512, 1, 1),
+    ("resnet50", 28, 512, 256, 1, 1),
+    ("resnet50", 28, 256, 256, 3, 2),
+    ("resnet50", 28, 512, 1024, 1, 2),
+    ("resnet50", 14, 1024, 256, 1, 1),
+    ("resnet50", 14, 256, 256, 3, 1),
+    ("resnet50", 14, 256, 1024, 1, 1),
+    ("resnet50", 14, 1024, 512, 1, 1),
+    ("resnet50", 14, 512, 512, 3, 2),
+    ("resnet50", 14, 1024, 2048, 1, 2),
+    ("resnet50", 7, 2048, 512, 1, 1),
+    ("resnet50", 7, 512, 512, 3, 1),
+    ("resnet50", 7, 512, 2048, 1, 1),
+];
+
+fn model_layer(
+    n: usize,
+    &(_, hw, cin, cout, k, s): &(&str, usize, usize, usize, usize, usize),
+) -> Layer {
+    (
+        [n, cin, hw, hw],
+        [cout, cin, k, k],
+        Conv2dConfig::new().padding(k / 2).stride(s),
+    )
+}
+
+/// The selection before it depended on the thread count: rows on CPU adapters where they
+/// apply, else tiled with two channels per group, else direct.
+fn previous_choice(pass: Conv2dPass, (x, w, cfg): &Layer, device: DeviceType) -> Conv2dVariant {
+    let ch = match pass {
+        Conv2dPass::Forward => w[0] / cfg.groups,
+        Conv2dPass::BackwardInput => x[1] / cfg.groups,
+    };
+    let rows = conv2d_variant_threads(pass, Conv2dVariant::Rows, x, w, cfg)
+        .unwrap()
+        .is_some();
+    if device == DeviceType::Cpu && rows {
+        Conv2dVariant::Rows
+    } else if ch >= 2 {
+        Conv2dVariant::Tiled
+    } else {
+        Conv2dVariant::Direct
+    }
+}
+
+/// The variant rule as a pure function of shapes and device type (no GPU involved): CPU
+/// adapters keep the previous choice; GPUs never take the row kernels, keep the tiled kernel
+/// where it launches >= 8192 threads and otherwise take the variant launching the most.
+/// `--nocapture` prints the thread counts per VGG16 / ResNet50 layer.
+#[test]
+fn conv2d_variant_selection_depends_on_adapter_and_threads() {
+    const TARGET: usize = 8192;
+    assert_eq!(Conv2dVariant::parse("naive"), Some(Conv2dVariant::Direct));
+    assert_eq!(Conv2dVariant::parse(" Tiled"), Some(Conv2dVariant::Tiled));
+    assert_eq!(Conv2dVariant::parse("rows"), Some(Conv2dVariant::Rows));
+    assert_eq!(Conv2dVariant::parse("fast"), None);
+    let mut layers: Vec<(String, Layer)> = Vec::new();
+    for n in [1, 64] {
+        for l in MODEL_LAYERS {
+            let (x, w, cfg) = model_layer(n, l);
+            let s = cfg.stride[0];
+            let label = format!(
+                "{} {}² {}->{} {}x{} s{s} N={n}",
+                l.0, l.1, l.2, l.3, l.4, l.4
+            );
+            layers.push((label, (x, w, cfg)));
+        }
+    }
+    for case in CASES {
+        layers.push((case.name.to_string(), (case.x, case.w(), case.cfg)));
+    }
+    let gpus = [
+        DeviceType::DiscreteGpu,
+        DeviceType::IntegratedGpu,
+        DeviceType::VirtualGpu,
+        DeviceType::Other,
+    ];
+    println!(
+        "{:<44} {:<15} {:>8} {:>16} {:>16}",
+        "layer", "pass", "CPU", "GPU before", "GPU after"
+    );
+    for (label, layer @ (x, w, cfg)) in &layers {
+        for pass in [Conv2dPass::Forward, Conv2dPass::BackwardInput] {
+            let threads = |v| conv2d_variant_threads(pass, v, x, w, cfg).unwrap();
+            let cpu = select_conv2d_variant(pass, x, w, cfg, DeviceType::Cpu).unwrap();
+            assert_eq!(
+                cpu,
+                previous_choice(pass, layer, DeviceType::Cpu),
+                "{label} {pass:?}"
+            );
+            let gpu = select_conv2d_variant(pass, x, w, cfg, DeviceType::DiscreteGpu).unwrap();
+            for d in gpus {
+                assert_eq!(select_conv2d_variant(pass, x, w, cfg, d).unwrap(), gpu);
+            }
+            let before = previous_choice(pass, layer, DeviceType::DiscreteGpu);
+            assert_ne!(gpu, Conv2dVariant::Rows, "{label} {pass:?}");
+            let t = threads(gpu).expect("the chosen variant applies");
+            let tiled = threads(Conv2dVariant::Tiled).unwrap();
+            let direct = threads(Conv2dVariant::Direct).unwrap();
+            if before == Conv2dVariant::Tiled {
+                // Tiled stays wherever it is wide enough; otherwise direct has more threads.
+                let want = if tiled >= TARGET {
+                    Conv2dVariant::Tiled
+                } else {
+                    Conv2dVariant::Direct
+                };
+                assert_eq!(
+                    gpu, want,
+                    "{label} {pass:?}: tiled {tiled}, direct {direct}"
+                );
+            } else {
+                assert_eq!(gpu, Conv2dVariant::Direct, "{label} {pass:?}");
+            }
+            assert!(t >= TARGET || t == direct, "{label} {pass:?}");
+            let tb = threads(before).unwrap();
+            println!(
+                "{label:<44} {pass:<15?} {:>8} {:>7} {:>8} {:>7} {:>8}",
+                cpu.name(),
+                before.name(),
+                tb,
+                gpu.name(),
+                t
+            );
+        }
+    }
+    // The layers the H100 ran at 1-6 % of peak now launch one thread per output; the large
+    // layers where the tiled kernel reached 10-20 % keep it.
+    let pick = |hw, cin, cout, k, s| {
+        let (x, w, cfg) = model_layer(1, &("", hw, cin, cout, k, s));
+        select_conv2d_variant(Conv2dPass::Forward, &x, &w, &cfg, DeviceType::DiscreteGpu).unwrap()
+    };
+    assert_eq!(pick(14, 512, 512, 3, 1), Conv2dVariant::Direct);
+    assert_eq!(pick(7, 512, 512, 3, 1), Conv2dVariant::Direct);
+    assert_eq!(pick(28, 512, 512, 3, 1), Conv2dVariant::Direct);
+    assert_eq!(pick(224, 64, 64, 3, 1), Conv2dVariant::Tiled);
+    assert_eq!(pick(56, 256, 256, 3, 1), Conv2dVariant::Tiled);
+    assert_eq!(pick(224, 3, 64, 7, 2), Conv2dVariant::Tiled);
 }
 
 /// Several splits on both weight kernels: the reduce pass must run in those cases.

@@ -1,14 +1,20 @@
 //! 2-D convolution with `torch.nn.Conv2d` semantics (stride, zero padding, dilation, groups,
 //! optional bias): forward, backward to the input, backward to the weight and bias.
 //!
-//! Each pass picks one of three kernels from the shapes (see `shaders/conv2d.wgsl`):
+//! Each pass picks one of three kernels (see `shaders/conv2d.wgsl`):
 //! - row kernels when Kw == 3 with unit stride and dilation along W (forward and backward to
-//!   the input also need them along H, and a CPU adapter such as lavapipe): VGG's and ResNet's
-//!   3x3 layers; each loaded row of values feeds all three taps, and 12 (8) channels x 3 rows
-//!   x 16 columns per thread;
-//! - a generic register-tiled kernel (8 channels x 8 positions per thread) otherwise, when a
-//!   group has at least two channels;
-//! - a direct kernel, one thread per output element, for one channel per group.
+//!   the input also need them along H): VGG's and ResNet's 3x3 layers; each loaded row of
+//!   values feeds all three taps, and 12 (8) channels x 3 rows x 16 columns per thread;
+//! - a generic register-tiled kernel (8 channels x 8 positions per thread);
+//! - a direct kernel, one thread per output element.
+//!
+//! Forward and backward to the input choose per adapter ([`select_conv2d_variant`]): on CPU
+//! adapters (lavapipe) rows where they apply, else tiled with two or more channels per group,
+//! else direct; on GPUs the variant with the most outputs per thread that still launches
+//! enough threads to fill the chip. `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces a variant
+//! wherever it applies and `CNNVIS_CONV_MIN_THREADS=N` sets the GPU thread target (both read
+//! once per process); [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force
+//! one per call. Backward-weight picks from the shapes alone.
 //!
 //! Backward-weight cuts its N*Ho*Wo reduction into chunks when dW alone would give too few
 //! threads, and sums the chunks' partial results in a second pass (deterministic order).
@@ -325,11 +331,258 @@ pub fn conv2d_flops(x: &[usize], w: &[usize], cfg: &Conv2dConfig) -> Result<u64>
     Ok(2 * outputs * g.k() as u64)
 }
 
-/// The row-block kernels give each thread a large register tile: right for CPU drivers such as
-/// lavapipe, where loads dominate and a few cores need few threads. On a GPU they leave most of
-/// the chip idle: on an H100 (Vulkan) the generic tile ran VGG16's layers 4..9x faster.
-fn rows_worthwhile(ctx: &GpuContext) -> bool {
-    ctx.adapter().device_type == wgpu::DeviceType::Cpu
+/// Below this many threads a GPU adapter trades outputs per thread for threads: a variant is
+/// "wide enough" when it launches at least this many. From the H100 (Vulkan) table in
+/// benches/RESULTS.md: the tiled kernel's throughput grows about linearly with its thread count
+/// up to ~25k threads (1600 threads: 1.4 % of peak, 6k: 5.5 %, 12.5k: 8-10 %, 25-50k: 17-20 %),
+/// so at 8k and above it stays; below, the direct kernel's one thread per output (10-100x the
+/// threads) should win. Overridden by `CNNVIS_CONV_MIN_THREADS`.
+const GPU_TARGET_THREADS: usize = 8192;
+/// Outputs per thread a GPU adapter accepts: a thread's accumulators must fit its registers
+/// (NVIDIA allows 255 32-bit registers per thread), which the tiled kernel's 64 do and the row
+/// kernels' 576 (384 backward) do not: those spill, so they are for CPU adapters only.
+const GPU_MAX_OUTPUTS_PER_THREAD: usize = 64;
+
+/// Kernel variants of the conv2d forward and backward-to-input passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conv2dVariant {
+    /// One thread per output element; any configuration.
+    Direct,
+    /// 8 channels x 8 flattened positions per thread; any configuration.
+    Tiled,
+    /// Row blocks (12 channels forward, 8 backward, x 3 rows x 16 columns per thread); only for
+    /// Kw == 3 with unit stride and dilation in both dimensions.
+    Rows,
+}
+
+impl Conv2dVariant {
+    /// Every variant, fewest outputs per thread first.
+    pub const ALL: [Conv2dVariant; 3] = [
+        Conv2dVariant::Direct,
+        Conv2dVariant::Tiled,
+        Conv2dVariant::Rows,
+    ];
+
+    /// Parses `direct` (or `naive`), `tiled` or `rows`, as `CNNVIS_CONV_VARIANT` takes them.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "direct" | "naive" => Some(Conv2dVariant::Direct),
+            "tiled" => Some(Conv2dVariant::Tiled),
+            "rows" => Some(Conv2dVariant::Rows),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name (`direct`, `tiled`, `rows`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Conv2dVariant::Direct => "direct",
+            Conv2dVariant::Tiled => "tiled",
+            Conv2dVariant::Rows => "rows",
+        }
+    }
+
+    /// The variant a conv2d forward or backward-to-input kernel entry point belongs to.
+    pub fn of_kernel(kernel: Kernel) -> Option<Self> {
+        match kernel.entry {
+            "conv2d_forward" | "conv2d_backward_input" => Some(Conv2dVariant::Direct),
+            "conv2d_forward_tiled" | "conv2d_backward_input_tiled" => Some(Conv2dVariant::Tiled),
+            "conv2d_forward_rows" | "conv2d_backward_input_rows" => Some(Conv2dVariant::Rows),
+            _ => None,
+        }
+    }
+
+    /// Outputs one thread of this variant computes in `pass` (tails included).
+    pub fn outputs_per_thread(self, pass: Conv2dPass) -> usize {
+        match (self, pass) {
+            (Conv2dVariant::Direct, _) => 1,
+            (Conv2dVariant::Tiled, _) => TILE_C * TILE_P,
+            (Conv2dVariant::Rows, Conv2dPass::Forward) => ROW_C * ROW_Y * ROW_P,
+            (Conv2dVariant::Rows, Conv2dPass::BackwardInput) => ROW_C_BWI * ROW_Y * ROW_P,
+        }
+    }
+}
+
+/// The conv2d passes that choose among [`Conv2dVariant`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conv2dPass {
+    /// `conv2d_forward`.
+    Forward,
+    /// `conv2d_backward_input`.
+    BackwardInput,
+}
+
+/// Threads `variant` launches for `pass` on input shape `x` and weight shape `w`; `None` where
+/// the variant does not apply to the configuration.
+pub fn conv2d_variant_threads(
+    pass: Conv2dPass,
+    variant: Conv2dVariant,
+    x: &[usize],
+    w: &[usize],
+    cfg: &Conv2dConfig,
+) -> Result<Option<usize>> {
+    Ok(variant_threads(
+        &geometry("conv2d", x, w, cfg)?,
+        pass,
+        variant,
+    ))
+}
+
+/// The variant `conv2d_forward` / `conv2d_backward_input` pick for these shapes on an adapter
+/// of type `device`, without `CNNVIS_CONV_VARIANT` / `CNNVIS_CONV_MIN_THREADS`. CPU adapters
+/// (lavapipe): rows where they apply, else tiled with at least two channels per group, else
+/// direct. Other adapters: among the variants whose accumulators fit a GPU thread (not rows),
+/// the one with the most outputs per thread that still launches `GPU_TARGET_THREADS` (8192)
+/// threads, else the one launching the most.
+pub fn select_conv2d_variant(
+    pass: Conv2dPass,
+    x: &[usize],
+    w: &[usize],
+    cfg: &Conv2dConfig,
+    device: wgpu::DeviceType,
+) -> Result<Conv2dVariant> {
+    let g = geometry("conv2d", x, w, cfg)?;
+    Ok(choose_variant(&g, pass, device, GPU_TARGET_THREADS))
+}
+
+/// Channels a thread block spans in `pass` (output channels forward, input channels backward)
+/// and the spatial size of the tensor it writes.
+fn pass_dims(g: &Geometry, pass: Conv2dPass) -> (usize, usize, usize) {
+    match pass {
+        Conv2dPass::Forward => (g.cout_g(), g.ho, g.wo),
+        Conv2dPass::BackwardInput => (g.cin_g(), g.h, g.w),
+    }
+}
+
+fn variant_threads(g: &Geometry, pass: Conv2dPass, v: Conv2dVariant) -> Option<usize> {
+    let (ch, h, w) = pass_dims(g, pass);
+    let groups = g.cfg.groups;
+    match v {
+        Conv2dVariant::Direct => Some(groups * ch * g.n * h * w),
+        Conv2dVariant::Tiled => Some(groups * ch.div_ceil(TILE_C) * (g.n * h * w).div_ceil(TILE_P)),
+        Conv2dVariant::Rows => g.rows().then(|| {
+            let rc = match pass {
+                Conv2dPass::Forward => ROW_C,
+                Conv2dPass::BackwardInput => ROW_C_BWI,
+            };
+            groups * ch.div_ceil(rc) * g.n * h.div_ceil(ROW_Y) * w.div_ceil(ROW_P)
+        }),
+    }
+}
+
+fn choose_variant(
+    g: &Geometry,
+    pass: Conv2dPass,
+    device: wgpu::DeviceType,
+    target_threads: usize,
+) -> Conv2dVariant {
+    let (ch, _, _) = pass_dims(g, pass);
+    let tiled_ok = ch >= TILED_MIN_CHANNELS;
+    if device == wgpu::DeviceType::Cpu {
+        // The row-block kernels give each thread a large register tile: right for CPU drivers
+        // such as lavapipe, where loads dominate and a few cores need few threads.
+        return if g.rows() {
+            Conv2dVariant::Rows
+        } else if tiled_ok {
+            Conv2dVariant::Tiled
+        } else {
+            Conv2dVariant::Direct
+        };
+    }
+    let candidates: Vec<(Conv2dVariant, usize)> = Conv2dVariant::ALL
+        .into_iter()
+        .filter(|&v| v.outputs_per_thread(pass) <= GPU_MAX_OUTPUTS_PER_THREAD)
+        .filter(|&v| v != Conv2dVariant::Tiled || tiled_ok)
+        .filter_map(|v| Some((v, variant_threads(g, pass, v)?)))
+        .collect();
+    let widest = candidates
+        .iter()
+        .filter(|&&(_, t)| t >= target_threads)
+        .max_by_key(|&&(v, _)| v.outputs_per_thread(pass));
+    widest
+        .or_else(|| candidates.iter().max_by_key(|&&(_, t)| t))
+        .map_or(Conv2dVariant::Direct, |&(v, _)| v)
+}
+
+/// `CNNVIS_CONV_VARIANT` and `CNNVIS_CONV_MIN_THREADS`, read once per process.
+struct Overrides {
+    variant: Option<Conv2dVariant>,
+    min_threads: usize,
+    error: Option<String>,
+}
+
+fn overrides() -> &'static Overrides {
+    static ONCE: std::sync::OnceLock<Overrides> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let mut o = Overrides {
+            variant: None,
+            min_threads: GPU_TARGET_THREADS,
+            error: None,
+        };
+        if let Ok(v) = std::env::var("CNNVIS_CONV_VARIANT") {
+            match Conv2dVariant::parse(&v) {
+                Some(v) => o.variant = Some(v),
+                None if v.trim().is_empty() || v.trim() == "auto" => {}
+                None => {
+                    o.error = Some(format!(
+                        "CNNVIS_CONV_VARIANT={v:?} is not one of auto, rows, tiled, direct (naive)"
+                    ))
+                }
+            }
+        }
+        if let Ok(v) = std::env::var("CNNVIS_CONV_MIN_THREADS") {
+            match v.trim().parse::<usize>() {
+                Ok(n) => o.min_threads = n,
+                Err(_) => {
+                    o.error = Some(format!(
+                        "CNNVIS_CONV_MIN_THREADS={v:?} is not a non-negative integer"
+                    ))
+                }
+            }
+        }
+        o
+    })
+}
+
+/// The variant a pass runs: `forced` when given (an error where it does not apply), else
+/// `CNNVIS_CONV_VARIANT` where it applies, else [`select_conv2d_variant`]'s rule for the
+/// context's adapter (with `CNNVIS_CONV_MIN_THREADS` as the thread target).
+fn pick_variant(
+    ctx: &GpuContext,
+    op: &'static str,
+    g: &Geometry,
+    pass: Conv2dPass,
+    forced: Option<Conv2dVariant>,
+) -> Result<Conv2dVariant> {
+    if let Some(v) = forced {
+        return match variant_threads(g, pass, v) {
+            Some(_) => Ok(v),
+            None => Err(Error::shape(
+                op,
+                format!(
+                    "the {} variant needs Kw == 3 with unit stride and dilation ({:?}, Kw = {})",
+                    v.name(),
+                    g.cfg,
+                    g.kw
+                ),
+            )),
+        };
+    }
+    let o = overrides();
+    if let Some(e) = &o.error {
+        return Err(Error::shape(op, e.clone()));
+    }
+    if let Some(v) = o.variant {
+        if variant_threads(g, pass, v).is_some() {
+            return Ok(v);
+        }
+    }
+    Ok(choose_variant(
+        g,
+        pass,
+        ctx.adapter().device_type,
+        o.min_threads,
+    ))
 }
 
 fn tiled_grid(ctx: &GpuContext, threads: usize) -> Result<[u32; 3]> {
@@ -340,9 +593,37 @@ fn tiled_grid(ctx: &GpuContext, threads: usize) -> Result<[u32; 3]> {
     )
 }
 
-/// `y = conv2d(x, w) + b`; `y` must have shape [`conv2d_output_shape`].
+/// `y = conv2d(x, w) + b`; `y` must have shape [`conv2d_output_shape`]. The kernel variant
+/// follows [`select_conv2d_variant`] for the context's adapter; the environment variable
+/// `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces one wherever it applies (read once per
+/// process), and `CNNVIS_CONV_MIN_THREADS=N` replaces the GPU thread target.
 pub fn conv2d_forward(
     ctx: &GpuContext,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    forward(ctx, None, y, x, w, b, cfg)
+}
+
+/// [`conv2d_forward`] with the kernel variant given; an error where it does not apply.
+pub fn conv2d_forward_variant(
+    ctx: &GpuContext,
+    variant: Conv2dVariant,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    forward(ctx, Some(variant), y, x, w, b, cfg)
+}
+
+fn forward(
+    ctx: &GpuContext,
+    forced: Option<Conv2dVariant>,
     y: &Tensor,
     x: &Tensor,
     w: &Tensor,
@@ -370,32 +651,62 @@ pub fn conv2d_forward(
     let mut params = g.params(OP)?;
     params.has_bias = b.is_some() as i32;
     let bindings = [(1, x), (2, w), (3, bias), (4, y)];
-    if g.rows() && rows_worthwhile(ctx) {
-        let blocks_c = g.cout_g().div_ceil(ROW_C);
-        let segs = g.wo.div_ceil(ROW_P);
-        let threads = g.cfg.groups * blocks_c * g.n * g.ho.div_ceil(ROW_Y) * segs;
-        params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
-        params.segs = to_i32(OP, "row segments", segs)?;
-        params.threads = to_i32(OP, "threads", threads)?;
-        ctx.dispatch(FORWARD_ROWS, &params, &bindings, tiled_grid(ctx, threads)?)
-    } else if g.cout_g() >= TILED_MIN_CHANNELS {
-        let blocks_c = g.cout_g().div_ceil(TILE_C);
-        let blocks_p = (g.n * g.ho * g.wo).div_ceil(TILE_P);
-        let threads = g.cfg.groups * blocks_c * blocks_p;
-        params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
-        params.blocks_p = to_i32(OP, "position blocks", blocks_p)?;
-        params.threads = to_i32(OP, "threads", threads)?;
-        ctx.dispatch(FORWARD_TILED, &params, &bindings, tiled_grid(ctx, threads)?)
-    } else {
-        let threads = y.numel();
-        params.threads = to_i32(OP, "threads", threads)?;
-        ctx.dispatch(FORWARD, &params, &bindings, ctx.grid_1d(threads)?)
+    match pick_variant(ctx, OP, &g, Conv2dPass::Forward, forced)? {
+        Conv2dVariant::Rows => {
+            let blocks_c = g.cout_g().div_ceil(ROW_C);
+            let segs = g.wo.div_ceil(ROW_P);
+            let threads = g.cfg.groups * blocks_c * g.n * g.ho.div_ceil(ROW_Y) * segs;
+            params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
+            params.segs = to_i32(OP, "row segments", segs)?;
+            params.threads = to_i32(OP, "threads", threads)?;
+            ctx.dispatch(FORWARD_ROWS, &params, &bindings, tiled_grid(ctx, threads)?)
+        }
+        Conv2dVariant::Tiled => {
+            let blocks_c = g.cout_g().div_ceil(TILE_C);
+            let blocks_p = (g.n * g.ho * g.wo).div_ceil(TILE_P);
+            let threads = g.cfg.groups * blocks_c * blocks_p;
+            params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
+            params.blocks_p = to_i32(OP, "position blocks", blocks_p)?;
+            params.threads = to_i32(OP, "threads", threads)?;
+            ctx.dispatch(FORWARD_TILED, &params, &bindings, tiled_grid(ctx, threads)?)
+        }
+        Conv2dVariant::Direct => {
+            let threads = y.numel();
+            params.threads = to_i32(OP, "threads", threads)?;
+            ctx.dispatch(FORWARD, &params, &bindings, ctx.grid_1d(threads)?)
+        }
     }
 }
 
 /// Gradient to the input: `dx = conv_transpose2d(dy, w)`. With `accumulate` it is added to `dx`.
+/// The kernel variant is chosen as in [`conv2d_forward`] (same environment variables).
 pub fn conv2d_backward_input(
     ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    cfg: &Conv2dConfig,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    backward_input(ctx, None, dx, dy, w, cfg, accumulate)
+}
+
+/// [`conv2d_backward_input`] with the kernel variant given; an error where it does not apply.
+pub fn conv2d_backward_input_variant(
+    ctx: &GpuContext,
+    variant: Conv2dVariant,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    cfg: &Conv2dConfig,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    backward_input(ctx, Some(variant), dx, dy, w, cfg, accumulate)
+}
+
+fn backward_input(
+    ctx: &GpuContext,
+    forced: Option<Conv2dVariant>,
     dx: &Tensor,
     dy: &Tensor,
     w: &Tensor,
@@ -411,36 +722,40 @@ pub fn conv2d_backward_input(
     let mut params = g.params(OP)?;
     params.accumulate = accumulate as i32;
     let bindings = [(2, w), (5, dy), (6, dx)];
-    if g.rows() && rows_worthwhile(ctx) {
-        let blocks_c = g.cin_g().div_ceil(ROW_C_BWI);
-        let segs = g.w.div_ceil(ROW_P);
-        let threads = g.cfg.groups * blocks_c * g.n * g.h.div_ceil(ROW_Y) * segs;
-        params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
-        params.segs = to_i32(OP, "row segments", segs)?;
-        params.threads = to_i32(OP, "threads", threads)?;
-        ctx.dispatch(
-            BACKWARD_INPUT_ROWS,
-            &params,
-            &bindings,
-            tiled_grid(ctx, threads)?,
-        )
-    } else if g.cin_g() >= TILED_MIN_CHANNELS {
-        let blocks_c = g.cin_g().div_ceil(TILE_C);
-        let blocks_p = (g.n * g.h * g.w).div_ceil(TILE_P);
-        let threads = g.cfg.groups * blocks_c * blocks_p;
-        params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
-        params.blocks_p = to_i32(OP, "position blocks", blocks_p)?;
-        params.threads = to_i32(OP, "threads", threads)?;
-        ctx.dispatch(
-            BACKWARD_INPUT_TILED,
-            &params,
-            &bindings,
-            tiled_grid(ctx, threads)?,
-        )
-    } else {
-        let threads = dx.numel();
-        params.threads = to_i32(OP, "threads", threads)?;
-        ctx.dispatch(BACKWARD_INPUT, &params, &bindings, ctx.grid_1d(threads)?)
+    match pick_variant(ctx, OP, &g, Conv2dPass::BackwardInput, forced)? {
+        Conv2dVariant::Rows => {
+            let blocks_c = g.cin_g().div_ceil(ROW_C_BWI);
+            let segs = g.w.div_ceil(ROW_P);
+            let threads = g.cfg.groups * blocks_c * g.n * g.h.div_ceil(ROW_Y) * segs;
+            params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
+            params.segs = to_i32(OP, "row segments", segs)?;
+            params.threads = to_i32(OP, "threads", threads)?;
+            ctx.dispatch(
+                BACKWARD_INPUT_ROWS,
+                &params,
+                &bindings,
+                tiled_grid(ctx, threads)?,
+            )
+        }
+        Conv2dVariant::Tiled => {
+            let blocks_c = g.cin_g().div_ceil(TILE_C);
+            let blocks_p = (g.n * g.h * g.w).div_ceil(TILE_P);
+            let threads = g.cfg.groups * blocks_c * blocks_p;
+            params.blocks_c = to_i32(OP, "channel blocks", blocks_c)?;
+            params.blocks_p = to_i32(OP, "position blocks", blocks_p)?;
+            params.threads = to_i32(OP, "threads", threads)?;
+            ctx.dispatch(
+                BACKWARD_INPUT_TILED,
+                &params,
+                &bindings,
+                tiled_grid(ctx, threads)?,
+            )
+        }
+        Conv2dVariant::Direct => {
+            let threads = dx.numel();
+            params.threads = to_i32(OP, "threads", threads)?;
+            ctx.dispatch(BACKWARD_INPUT, &params, &bindings, ctx.grid_1d(threads)?)
+        }
     }
 }
 
