@@ -14,15 +14,17 @@
 //! `tiled`, `rows`; see `select_conv2d_variant`). `--all-variants` also times every other
 //! variant that applies to the shape (rows marked `*` are the automatic choice; totals use
 //! those only). `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces a variant for the automatic
-//! rows, `CNNVIS_CONV_MIN_THREADS=N` changes the GPU thread target.
+//! rows, `CNNVIS_CONV_MIN_THREADS=N` changes the GPU thread target. On GPUs the automatic
+//! choice is autotuned at first use (`CNNVIS_CONV_AUTOTUNE=0` for the rule alone); the decisions
+//! and the tuner's own per-candidate timings are listed after the table.
 
 use std::time::{Duration, Instant};
 
 use cnnvis::gpu::{DType, Dispatch};
 use cnnvis::ops::conv2d::{
-    conv2d_backward_input, conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops,
-    conv2d_forward, conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads,
-    Conv2dConfig, Conv2dPass, Conv2dVariant,
+    conv2d_autotune_choices, conv2d_backward_input, conv2d_backward_input_variant,
+    conv2d_backward_weight, conv2d_flops, conv2d_forward, conv2d_forward_variant,
+    conv2d_output_shape, conv2d_variant_threads, Conv2dConfig, Conv2dPass, Conv2dVariant,
 };
 use cnnvis::ops::fma_peak::fma_peak;
 use cnnvis::{GpuContext, Tensor};
@@ -217,6 +219,31 @@ fn main() {
                     );
                 }
             }
+        }
+    }
+    let mut tuned = conv2d_autotune_choices();
+    if !tuned.is_empty() {
+        tuned.sort_by_key(|e| (e.key.x, e.key.w, e.key.cfg.stride, e.key.pass as u8));
+        println!("\nautotuned (input, weight, stride, pass: choice, tuner ms per candidate):");
+        for e in &tuned {
+            let times: Vec<String> = e
+                .timings_ms
+                .iter()
+                .map(|(v, ms)| format!("{} {ms:.3}", v.name()))
+                .collect();
+            let k = &e.key;
+            println!(
+                "  {:?} {:?} s{} {:?}: {} [{}]{}",
+                k.x,
+                k.w,
+                k.cfg.stride[0],
+                k.pass,
+                e.variant.name(),
+                times.join(", "),
+                e.error
+                    .as_deref()
+                    .map_or(String::new(), |m| format!(" (fell back: {m})"))
+            );
         }
     }
     if let Some(path) = json {

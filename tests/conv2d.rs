@@ -10,9 +10,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use cnnvis::gpu::Dispatch;
 use cnnvis::ops::conv2d::{
-    conv2d_backward_input, conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops,
-    conv2d_forward, conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads,
-    select_conv2d_variant, Conv2dConfig, Conv2dPass, Conv2dVariant,
+    conv2d_autotune_candidates, conv2d_autotune_choices, conv2d_backward_input,
+    conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops, conv2d_forward,
+    conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads, select_conv2d_variant,
+    with_conv2d_autotune, Conv2dAutotune, Conv2dAutotuneEntry, Conv2dAutotuneKey, Conv2dConfig,
+    Conv2dPass, Conv2dVariant,
 };
 use cnnvis::wgpu::DeviceType;
 
@@ -723,6 +725,241 @@ fn conv2d_variant_selection_depends_on_adapter_and_threads() {
     assert_eq!(pick(224, 64, 64, 3, 1), Conv2dVariant::Tiled);
     assert_eq!(pick(56, 256, 256, 3, 1), Conv2dVariant::Tiled);
     assert_eq!(pick(224, 3, 64, 7, 2), Conv2dVariant::Tiled);
+}
+
+/// The autotuning cache key and candidate lists are pure functions of their inputs.
+#[test]
+fn conv2d_autotune_key_and_candidates() {
+    use std::collections::HashSet;
+    let x = [1, 8, 10, 12];
+    let w = [16, 8, 3, 3];
+    let c1 = Conv2dConfig::new().padding(1);
+    let key = |a: &str, p, x: &[usize], w: &[usize], c: &Conv2dConfig| {
+        Conv2dAutotuneKey::for_shapes(a, p, x, w, c).unwrap()
+    };
+    let base = key("GPU A", Conv2dPass::Forward, &x, &w, &c1);
+    assert_eq!(base, key("GPU A", Conv2dPass::Forward, &x, &w, &c1));
+    assert_eq!((base.x, base.w, base.cfg), (x, w, c1));
+    let others = [
+        key("GPU B", Conv2dPass::Forward, &x, &w, &c1),
+        key("GPU A", Conv2dPass::BackwardInput, &x, &w, &c1),
+        key("GPU A", Conv2dPass::Forward, &[2, 8, 10, 12], &w, &c1),
+        key("GPU A", Conv2dPass::Forward, &x, &[8, 8, 3, 3], &c1),
+        key("GPU A", Conv2dPass::Forward, &x, &w, &c1.stride(2)),
+        key("GPU A", Conv2dPass::Forward, &x, &w, &Conv2dConfig::new()),
+    ];
+    let mut set = HashSet::from([base.clone(), base.clone()]);
+    assert_eq!(set.len(), 1);
+    for k in &others {
+        assert_ne!(k, &base);
+        assert!(set.insert(k.clone()), "{k:?} collides");
+    }
+    assert!(
+        Conv2dAutotuneKey::for_shapes("GPU A", Conv2dPass::Forward, &x, &[16, 3, 3, 3], &c1)
+            .is_err()
+    );
+
+    use Conv2dVariant::{Direct, Rows, Tiled};
+    let cands = |p, x: &[usize], w: &[usize], c: &Conv2dConfig, d| {
+        conv2d_autotune_candidates(p, x, w, c, d).unwrap()
+    };
+    for p in [Conv2dPass::Forward, Conv2dPass::BackwardInput] {
+        // GPUs never time the row kernels; CPU adapters do where they apply.
+        assert_eq!(
+            cands(p, &x, &w, &c1, DeviceType::DiscreteGpu),
+            [Direct, Tiled]
+        );
+        assert_eq!(
+            cands(p, &x, &w, &c1, DeviceType::Cpu),
+            [Direct, Tiled, Rows]
+        );
+        let s2 = c1.stride(2);
+        assert_eq!(cands(p, &x, &w, &s2, DeviceType::Cpu), [Direct, Tiled]);
+        // Depthwise: one channel per group, no tiled kernel.
+        let dw = Conv2dConfig::new().groups(8);
+        assert_eq!(
+            cands(p, &x, &[8, 1, 1, 1], &dw, DeviceType::IntegratedGpu),
+            [Direct]
+        );
+    }
+}
+
+fn autotune_entry(key: &Conv2dAutotuneKey) -> Option<Conv2dAutotuneEntry> {
+    conv2d_autotune_choices()
+        .into_iter()
+        .find(|e| &e.key == key)
+}
+
+/// Forward, then backward to the input (accumulating into `base`), through the variant chosen
+/// with autotuning `mode`, built twice; checked against the CPU references. Returns the chosen
+/// variants (forward, backward).
+fn autotuned_case(case: &Case, mode: Conv2dAutotune, seed: u64) -> (Conv2dVariant, Conv2dVariant) {
+    let c = ctx();
+    let mut rng = Rng::new(seed);
+    let (xs, ws, ys) = (case.x, case.w(), case.y());
+    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let bv = rng.vec(case.cout, -1.0, 1.0);
+    let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+    let base = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let (x, w, b, dy) = (
+        upload(&xs, &xv),
+        upload(&ws, &wv),
+        upload(&[case.cout], &bv),
+        upload(&ys, &dyv),
+    );
+    let (y, dx) = (poisoned(&ys), upload(&xs, &base));
+    let bias = case.bias.then_some(&b);
+    // Built twice: the second build must reuse the cached choice. The backward launch
+    // accumulates, so tuning on the caller's dx would show up in the result.
+    let (fwd, bwi) = with_conv2d_autotune(mode, || {
+        let f1 = conv2d_forward(c, &y, &x, &w, bias, &case.cfg).unwrap();
+        let b1 = conv2d_backward_input(c, &dx, &dy, &w, &case.cfg, true).unwrap();
+        let f2 = conv2d_forward(c, &y, &x, &w, bias, &case.cfg).unwrap();
+        let b2 = conv2d_backward_input(c, &dx, &dy, &w, &case.cfg, true).unwrap();
+        assert_eq!(f1.kernel().entry, f2.kernel().entry);
+        assert_eq!(b1.kernel().entry, b2.kernel().entry);
+        (f2, b2)
+    });
+    run(&[&fwd, &bwi]);
+    let want_y = forward_ref(case, &xv, &wv, case.bias.then_some(&bv[..]));
+    let want_dx: Vec<f64> = backward_input_ref(case, &dyv, &wv)
+        .iter()
+        .zip(&base)
+        .map(|(a, &b)| a + b as f64)
+        .collect();
+    let name = format!("{} ({:?})", case.name, mode);
+    assert_close(
+        &format!("forward {name}"),
+        &download(&y),
+        &want_y,
+        atol(ws[1] * ws[2] * ws[3]),
+        1e-5,
+    );
+    assert_close(
+        &format!("backward-input accumulate {name}"),
+        &download(&dx),
+        &want_dx,
+        atol(case.cout / case.cfg.groups * ws[2] * ws[3]),
+        1e-5,
+    );
+    (
+        Conv2dVariant::of_kernel(fwd.kernel()).unwrap(),
+        Conv2dVariant::of_kernel(bwi.kernel()).unwrap(),
+    )
+}
+
+/// Autotuning forced on (also on lavapipe): each (pass, shape) is timed once, on scratch
+/// tensors, every candidate is timed, and the result equals the CPU reference.
+#[test]
+fn conv2d_autotune_times_once_per_shape_and_matches_reference() {
+    let _serial = serial();
+    // Shapes of no other test, so the cache entries are this test's own.
+    const CASE: Case = Case {
+        name: "autotuned 3x3 pad 1",
+        x: [1, 6, 7, 9],
+        cout: 10,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: true,
+    };
+    let chosen = autotuned_case(&CASE, Conv2dAutotune::On, 31);
+    if std::env::var_os("CNNVIS_CONV_VARIANT").is_some() {
+        return; // the forced variant wins; nothing is tuned
+    }
+    let c = ctx();
+    let adapter = c.adapter().to_string();
+    for (pass, v) in [
+        (Conv2dPass::Forward, chosen.0),
+        (Conv2dPass::BackwardInput, chosen.1),
+    ] {
+        let key =
+            Conv2dAutotuneKey::for_shapes(&adapter, pass, &CASE.x, &CASE.w(), &CASE.cfg).unwrap();
+        let e = autotune_entry(&key).expect("tuned");
+        assert_eq!(e.tunings, 1, "{pass:?} tuned more than once: {e:?}");
+        assert_eq!(e.error, None);
+        assert_eq!(e.variant, v);
+        let want = conv2d_autotune_candidates(
+            pass,
+            &CASE.x,
+            &CASE.w(),
+            &CASE.cfg,
+            c.adapter().device_type,
+        )
+        .unwrap();
+        let timed: Vec<Conv2dVariant> = e.timings_ms.iter().map(|t| t.0).collect();
+        assert_eq!(timed, want, "{pass:?}");
+        assert!(
+            e.timings_ms.iter().all(|t| t.1 > 0.0 && t.1.is_finite()),
+            "{e:?}"
+        );
+        println!("{pass:?}: chose {} from {:?}", v.name(), e.timings_ms);
+    }
+    // A third build after the run still hits the cache.
+    let (y, x, w) = (zeros(&CASE.y()), zeros(&CASE.x), zeros(&CASE.w()));
+    with_conv2d_autotune(Conv2dAutotune::On, || {
+        conv2d_forward(c, &y, &x, &w, None, &CASE.cfg).unwrap();
+    });
+    let key =
+        Conv2dAutotuneKey::for_shapes(&adapter, Conv2dPass::Forward, &CASE.x, &CASE.w(), &CASE.cfg)
+            .unwrap();
+    assert_eq!(autotune_entry(&key).unwrap().tunings, 1);
+}
+
+/// An error while tuning falls back to the per-adapter rule instead of failing the call.
+#[test]
+fn conv2d_autotune_failure_falls_back_to_the_rule() {
+    let _serial = serial();
+    const CASE: Case = Case {
+        name: "autotune fallback, stride [2,1]",
+        x: [2, 5, 6, 5],
+        cout: 4,
+        k: [3, 2],
+        cfg: cfg([2, 1], [1, 0], [1, 1], 1),
+        bias: false,
+    };
+    let chosen = autotuned_case(&CASE, Conv2dAutotune::FailForTesting, 32);
+    if std::env::var_os("CNNVIS_CONV_VARIANT").is_some()
+        || std::env::var_os("CNNVIS_CONV_MIN_THREADS").is_some()
+    {
+        return;
+    }
+    let c = ctx();
+    let device = c.adapter().device_type;
+    let adapter = c.adapter().to_string();
+    for (pass, v) in [
+        (Conv2dPass::Forward, chosen.0),
+        (Conv2dPass::BackwardInput, chosen.1),
+    ] {
+        let rule = select_conv2d_variant(pass, &CASE.x, &CASE.w(), &CASE.cfg, device).unwrap();
+        assert_eq!(v, rule, "{pass:?}");
+        let key =
+            Conv2dAutotuneKey::for_shapes(&adapter, pass, &CASE.x, &CASE.w(), &CASE.cfg).unwrap();
+        let e = autotune_entry(&key).expect("fallback cached");
+        assert_eq!((e.variant, e.tunings), (rule, 1), "{e:?}");
+        assert!(
+            e.error.as_deref().unwrap_or("").contains("injected"),
+            "{e:?}"
+        );
+        assert!(e.timings_ms.is_empty());
+    }
+    // Autotuning off: the rule, and no cache entry for a new shape.
+    let x = [1, 5, 6, 5];
+    let (y, xt, w) = (
+        zeros(&conv2d_output_shape(&x, &CASE.w(), &CASE.cfg).unwrap()),
+        zeros(&x),
+        zeros(&CASE.w()),
+    );
+    let d = with_conv2d_autotune(Conv2dAutotune::Off, || {
+        conv2d_forward(c, &y, &xt, &w, None, &CASE.cfg).unwrap()
+    });
+    let rule =
+        select_conv2d_variant(Conv2dPass::Forward, &x, &CASE.w(), &CASE.cfg, device).unwrap();
+    assert_eq!(Conv2dVariant::of_kernel(d.kernel()), Some(rule));
+    let key =
+        Conv2dAutotuneKey::for_shapes(&adapter, Conv2dPass::Forward, &x, &CASE.w(), &CASE.cfg)
+            .unwrap();
+    assert!(autotune_entry(&key).is_none());
 }
 
 /// Several splits on both weight kernels: the reduce pass must run in those cases.

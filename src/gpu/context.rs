@@ -1,10 +1,17 @@
 //! The GPU context: adapter choice, device, queue, error capture, submission and readback.
+//!
+//! [`GpuContext::new`] also keeps compiled pipelines across runs when the adapter has wgpu's
+//! `PIPELINE_CACHE` feature (Vulkan): the cache lives in `CNNVIS_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/cnnvis`, else `$HOME/.cache/cnnvis`, is written back when the context is
+//! dropped, and `CNNVIS_PIPELINE_CACHE=0` turns it off. See [`crate::gpu::pipeline_cache`].
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
 use crate::gpu::dispatch::Dispatch;
 use crate::gpu::kernels::KernelRegistry;
+use crate::gpu::pipeline_cache::{self, DiskPipelineCache};
 use crate::gpu::tensor::BufferPool;
 
 /// Facts about the adapter a context runs on.
@@ -57,6 +64,8 @@ pub struct GpuContext {
     placeholder: Mutex<Option<crate::gpu::tensor::Tensor>>,
     /// Errors that escaped every error scope (only for devices we created).
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// The on-disk pipeline cache, when the device has `PIPELINE_CACHE` and it is enabled.
+    pipeline_cache: Option<DiskPipelineCache>,
 }
 
 impl GpuContext {
@@ -71,14 +80,23 @@ impl GpuContext {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = select_adapter(&instance).await?;
-        let info: AdapterSummary = adapter.get_info().into();
+        let full_info = adapter.get_info();
+        let info: AdapterSummary = full_info.clone().into();
+        // Persist compiled pipelines across runs where the driver can (Vulkan).
+        let required_features = if pipeline_cache::enabled_by_env()
+            && adapter.features().contains(wgpu::Features::PIPELINE_CACHE)
+        {
+            wgpu::Features::PIPELINE_CACHE
+        } else {
+            wgpu::Features::empty()
+        };
         // The adapter's own limits, not WebGPU's defaults: large tensors need the real
         // max_storage_buffer_binding_size and max_buffer_size.
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("cnnvis"),
-                required_features: wgpu::Features::empty(),
+                required_features,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -89,7 +107,10 @@ impl GpuContext {
                 adapter: info.name.clone(),
                 detail: e.to_string(),
             })?;
-        let ctx = Self::build(device, queue, info);
+        let mut ctx = Self::build(device, queue, info);
+        if let Some(dir) = pipeline_cache::cache_dir() {
+            ctx.pipeline_cache = DiskPipelineCache::open(&ctx.device, &full_info, &dir);
+        }
         // Our own device: never let wgpu's default handler panic on an error that escaped a
         // scope; remember it and report it from the next checked call instead.
         let sink = ctx.uncaptured.clone();
@@ -121,7 +142,47 @@ impl GpuContext {
             staging: Mutex::new(None),
             placeholder: Mutex::new(None),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
+            pipeline_cache: None,
         }
+    }
+
+    /// For host devices: keeps compiled pipelines in `dir` across runs, as
+    /// [`GpuContext::new`] does, when the device was created with `PIPELINE_CACHE` and
+    /// `CNNVIS_PIPELINE_CACHE` does not turn it off. Call it before the first kernel runs.
+    /// Returns whether the cache is on.
+    pub fn enable_pipeline_cache(&mut self, dir: &Path) -> bool {
+        if pipeline_cache::enabled_by_env() {
+            let info = self.device.adapter_info();
+            self.pipeline_cache = DiskPipelineCache::open(&self.device, &info, dir);
+        }
+        self.pipeline_cache.is_some()
+    }
+
+    /// Whether compiled pipelines are kept on disk across runs.
+    pub fn pipeline_cache_enabled(&self) -> bool {
+        self.pipeline_cache.is_some()
+    }
+
+    /// The file the pipeline cache loads from and saves to, when it is on.
+    pub fn pipeline_cache_path(&self) -> Option<&Path> {
+        self.pipeline_cache.as_ref().map(|c| c.path())
+    }
+
+    /// Writes the pipeline cache now, if pipelines were built and the data changed since the
+    /// last save (dropping the context does the same); returns whether the file was written.
+    /// Failures are ignored: the cache only saves time.
+    pub fn save_pipeline_cache(&self) -> bool {
+        self.pipeline_cache
+            .as_ref()
+            .is_some_and(|c| c.save().unwrap_or(false))
+    }
+
+    /// The wgpu cache every compute pipeline is built with, noting that one was built.
+    pub(crate) fn pipeline_cache_for_build(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipeline_cache.as_ref().map(|c| {
+            c.mark_dirty();
+            c.cache()
+        })
     }
 
     /// The wgpu device.
@@ -277,6 +338,12 @@ impl GpuContext {
         };
         staging.unmap();
         Ok(out)
+    }
+}
+
+impl Drop for GpuContext {
+    fn drop(&mut self) {
+        self.save_pipeline_cache();
     }
 }
 

@@ -1,5 +1,7 @@
 //! The kernel registry: WGSL sources embedded at build time, shader modules and compute
 //! pipelines created once and cached by key, and a naga validation pass that needs no adapter.
+//! Every pipeline is built through the context's on-disk pipeline cache when it has one (see
+//! [`crate::gpu::pipeline_cache`]), so a later run skips the driver's shader compilation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -187,7 +189,7 @@ impl KernelRegistry {
                         module: &module,
                         entry_point: Some(kernel.entry),
                         compilation_options: Default::default(),
-                        cache: None,
+                        cache: ctx.pipeline_cache_for_build(),
                     })
             })
         })

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod kernels;
+pub mod pipeline_cache;
 pub mod tensor;
 
 pub use context::{AdapterSummary, GpuContext};

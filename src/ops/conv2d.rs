@@ -16,6 +16,17 @@
 //! once per process); [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force
 //! one per call. Backward-weight picks from the shapes alone.
 //!
+//! Autotuning: on GPU adapters, the first time a forward or backward-to-input dispatch is built
+//! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct
+//! and tiled; never rows, whose accumulators spill a GPU thread's registers) is timed on scratch
+//! tensors of the same shapes (one warm-up, then a few timed submissions) and the fastest is
+//! cached for the rest of the process, keyed by adapter, pass, shapes and config
+//! ([`conv2d_autotune_choices`] lists the cache). `CNNVIS_CONV_AUTOTUNE=0` turns it off (the rule
+//! of [`select_conv2d_variant`] then decides), `=1` turns it on for CPU adapters too (off there
+//! by default: lavapipe keeps its rule); read once per process, overridden per thread by
+//! [`with_conv2d_autotune`]. `CNNVIS_CONV_VARIANT` and the `*_variant` functions win over it.
+//! Any error while tuning falls back to the rule (and is cached, so it is not retried).
+//!
 //! Backward-weight cuts its N*Ho*Wo reduction into chunks when dW alone would give too few
 //! threads, and sums the chunks' partial results in a second pass (deterministic order).
 
@@ -77,7 +88,7 @@ const WEIGHT_TARGET_THREADS: usize = 4096;
 const WEIGHT_MIN_CHUNK: usize = 128;
 
 /// Stride, zero padding, dilation (each [h, w]) and groups, as torch.nn.Conv2d.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Conv2dConfig {
     /// Step between output positions, [h, w].
     pub stride: [usize; 2],
@@ -508,6 +519,8 @@ fn choose_variant(
 struct Overrides {
     variant: Option<Conv2dVariant>,
     min_threads: usize,
+    /// `CNNVIS_CONV_AUTOTUNE`: `None` = on for GPUs, off for CPU adapters.
+    autotune: Option<bool>,
     error: Option<String>,
 }
 
@@ -517,8 +530,17 @@ fn overrides() -> &'static Overrides {
         let mut o = Overrides {
             variant: None,
             min_threads: GPU_TARGET_THREADS,
+            autotune: None,
             error: None,
         };
+        if let Ok(v) = std::env::var("CNNVIS_CONV_AUTOTUNE") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "" | "auto" => {}
+                "1" | "on" | "true" => o.autotune = Some(true),
+                "0" | "off" | "false" => o.autotune = Some(false),
+                _ => o.error = Some(format!("CNNVIS_CONV_AUTOTUNE={v:?} is not 0 or 1")),
+            }
+        }
         if let Ok(v) = std::env::var("CNNVIS_CONV_VARIANT") {
             match Conv2dVariant::parse(&v) {
                 Some(v) => o.variant = Some(v),
@@ -545,8 +567,9 @@ fn overrides() -> &'static Overrides {
 }
 
 /// The variant a pass runs: `forced` when given (an error where it does not apply), else
-/// `CNNVIS_CONV_VARIANT` where it applies, else [`select_conv2d_variant`]'s rule for the
-/// context's adapter (with `CNNVIS_CONV_MIN_THREADS` as the thread target).
+/// `CNNVIS_CONV_VARIANT` where it applies, else the autotuned choice where autotuning is on,
+/// else [`select_conv2d_variant`]'s rule for the context's adapter (with
+/// `CNNVIS_CONV_MIN_THREADS` as the thread target).
 fn pick_variant(
     ctx: &GpuContext,
     op: &'static str,
@@ -577,12 +600,237 @@ fn pick_variant(
             return Ok(v);
         }
     }
-    Ok(choose_variant(
-        g,
+    let device = ctx.adapter().device_type;
+    let rule = choose_variant(g, pass, device, o.min_threads);
+    let mode = THREAD_AUTOTUNE
+        .with(|m| m.get())
+        .unwrap_or(match o.autotune {
+            Some(true) => Conv2dAutotune::On,
+            Some(false) => Conv2dAutotune::Off,
+            None if device == wgpu::DeviceType::Cpu => Conv2dAutotune::Off,
+            None => Conv2dAutotune::On,
+        });
+    if mode == Conv2dAutotune::Off {
+        return Ok(rule);
+    }
+    let key = Conv2dAutotuneKey::new(&ctx.adapter().to_string(), pass, g);
+    let cached = autotune_cache().get(&key).map(|e| e.variant);
+    if let Some(v) = cached {
+        return Ok(v);
+    }
+    let candidates = autotune_candidates(g, pass, device);
+    let (variant, timings_ms, error) = if candidates.len() < 2 {
+        (
+            candidates.first().copied().unwrap_or(rule),
+            Vec::new(),
+            None,
+        )
+    } else {
+        match autotune(ctx, g, pass, &candidates, mode) {
+            Ok((v, t)) => (v, t, None),
+            Err(e) => (rule, Vec::new(), Some(e.to_string())),
+        }
+    };
+    let mut cache = autotune_cache();
+    let entry = cache
+        .entry(key.clone())
+        .or_insert_with(|| Conv2dAutotuneEntry {
+            key,
+            variant,
+            timings_ms: Vec::new(),
+            error: None,
+            tunings: 0,
+        });
+    entry.variant = variant;
+    entry.timings_ms = timings_ms;
+    entry.error = error;
+    entry.tunings += 1;
+    Ok(variant)
+}
+
+/// Whether conv dispatches time their candidate variants at first use (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv2dAutotune {
+    /// No timing: the per-adapter rule ([`select_conv2d_variant`]) decides.
+    Off,
+    /// Time the candidates at first use and cache the fastest, on any adapter (CPUs included).
+    On,
+    /// As `On`, but every timing fails: exercises the fallback to the rule (for tests).
+    FailForTesting,
+}
+
+thread_local! {
+    static THREAD_AUTOTUNE: std::cell::Cell<Option<Conv2dAutotune>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with conv dispatches built on this thread using autotuning `mode`, whatever
+/// `CNNVIS_CONV_AUTOTUNE` says (`CNNVIS_CONV_VARIANT` still wins); restores the previous mode.
+pub fn with_conv2d_autotune<T>(mode: Conv2dAutotune, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Conv2dAutotune>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_AUTOTUNE.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD_AUTOTUNE.with(|m| m.replace(Some(mode))));
+    f()
+}
+
+/// What the autotuning cache is keyed by: adapter, pass, input and weight shapes, config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Conv2dAutotuneKey {
+    /// The adapter as [`crate::gpu::AdapterSummary`] displays it (name, backend, type, driver).
+    pub adapter: String,
+    /// The pass tuned.
+    pub pass: Conv2dPass,
+    /// Input shape [N, Cin, H, W] (dx's shape for backward to the input).
+    pub x: [usize; 4],
+    /// Weight shape [Cout, Cin/groups, Kh, Kw].
+    pub w: [usize; 4],
+    /// Stride, padding, dilation, groups.
+    pub cfg: Conv2dConfig,
+}
+
+impl Conv2dAutotuneKey {
+    fn new(adapter: &str, pass: Conv2dPass, g: &Geometry) -> Self {
+        Conv2dAutotuneKey {
+            adapter: adapter.to_string(),
+            pass,
+            x: [g.n, g.cin, g.h, g.w],
+            w: [g.cout, g.cin_g(), g.kh, g.kw],
+            cfg: g.cfg,
+        }
+    }
+
+    /// The key for these shapes; an error where they do not form a valid convolution.
+    pub fn for_shapes(
+        adapter: &str,
+        pass: Conv2dPass,
+        x: &[usize],
+        w: &[usize],
+        cfg: &Conv2dConfig,
+    ) -> Result<Self> {
+        Ok(Self::new(adapter, pass, &geometry("conv2d", x, w, cfg)?))
+    }
+}
+
+/// One cached autotuning decision.
+#[derive(Debug, Clone)]
+pub struct Conv2dAutotuneEntry {
+    /// What was tuned.
+    pub key: Conv2dAutotuneKey,
+    /// The variant chosen (the rule's where tuning failed).
+    pub variant: Conv2dVariant,
+    /// Milliseconds per launch of each candidate timed (empty with one candidate or on error).
+    pub timings_ms: Vec<(Conv2dVariant, f64)>,
+    /// Why tuning fell back to the rule, if it did.
+    pub error: Option<String>,
+    /// How many times this key was tuned (1 unless two threads raced to first use).
+    pub tunings: usize,
+}
+
+type AutotuneCache = std::collections::HashMap<Conv2dAutotuneKey, Conv2dAutotuneEntry>;
+
+fn autotune_cache() -> std::sync::MutexGuard<'static, AutotuneCache> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<AutotuneCache>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every autotuning decision made so far in this process (for benchmarks and debugging).
+pub fn conv2d_autotune_choices() -> Vec<Conv2dAutotuneEntry> {
+    autotune_cache().values().cloned().collect()
+}
+
+/// The variants autotuning times for `pass` on an adapter of type `device`: those that apply,
+/// tiled only with two or more channels per group, rows only on CPU adapters.
+pub fn conv2d_autotune_candidates(
+    pass: Conv2dPass,
+    x: &[usize],
+    w: &[usize],
+    cfg: &Conv2dConfig,
+    device: wgpu::DeviceType,
+) -> Result<Vec<Conv2dVariant>> {
+    Ok(autotune_candidates(
+        &geometry("conv2d", x, w, cfg)?,
         pass,
-        ctx.adapter().device_type,
-        o.min_threads,
+        device,
     ))
+}
+
+fn autotune_candidates(
+    g: &Geometry,
+    pass: Conv2dPass,
+    device: wgpu::DeviceType,
+) -> Vec<Conv2dVariant> {
+    let (ch, _, _) = pass_dims(g, pass);
+    Conv2dVariant::ALL
+        .into_iter()
+        .filter(|&v| {
+            device == wgpu::DeviceType::Cpu
+                || v.outputs_per_thread(pass) <= GPU_MAX_OUTPUTS_PER_THREAD
+        })
+        .filter(|&v| v != Conv2dVariant::Tiled || ch >= TILED_MIN_CHANNELS)
+        .filter(|&v| variant_threads(g, pass, v).is_some())
+        .collect()
+}
+
+/// Timed submissions per candidate, after one warm-up and one calibration run.
+const AUTOTUNE_RUNS: usize = 3;
+/// Launches per timed submission are raised until one submission takes about this long...
+const AUTOTUNE_TARGET_S: f64 = 2e-3;
+/// ...but never beyond this many.
+const AUTOTUNE_MAX_REPS: usize = 16;
+
+/// Times each candidate on scratch tensors of `g`'s shapes; the fastest and every median.
+fn autotune(
+    ctx: &GpuContext,
+    g: &Geometry,
+    pass: Conv2dPass,
+    candidates: &[Conv2dVariant],
+    mode: Conv2dAutotune,
+) -> Result<(Conv2dVariant, Vec<(Conv2dVariant, f64)>)> {
+    const OP: &str = "conv2d autotune";
+    if mode == Conv2dAutotune::FailForTesting {
+        return Err(Error::shape(OP, "failure injected for testing"));
+    }
+    let x = Tensor::zeros(ctx, &[g.n, g.cin, g.h, g.w])?;
+    let w = Tensor::zeros(ctx, &[g.cout, g.cin_g(), g.kh, g.kw])?;
+    let y = Tensor::zeros(ctx, &g.y_shape())?;
+    // The caller's earlier work must not be timed.
+    ctx.wait()?;
+    let submit = |d: &Dispatch, reps: usize| -> Result<f64> {
+        let ds = vec![d; reps];
+        let t = std::time::Instant::now();
+        ctx.run(&ds)?;
+        ctx.wait()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let mut timings = Vec::with_capacity(candidates.len());
+    for &v in candidates {
+        let d = match pass {
+            Conv2dPass::Forward => forward(ctx, Some(v), &y, &x, &w, None, &g.cfg)?,
+            Conv2dPass::BackwardInput => backward_input(ctx, Some(v), &x, &y, &w, &g.cfg, false)?,
+        };
+        submit(&d, 1)?;
+        let once = submit(&d, 1)?;
+        let reps =
+            ((AUTOTUNE_TARGET_S / once.max(1e-9)).ceil() as usize).clamp(1, AUTOTUNE_MAX_REPS);
+        let mut runs = (0..AUTOTUNE_RUNS)
+            .map(|_| Ok(submit(&d, reps)? / reps as f64))
+            .collect::<Result<Vec<f64>>>()?;
+        runs.sort_by(f64::total_cmp);
+        timings.push((v, runs[runs.len() / 2] * 1e3));
+    }
+    let best = timings
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|&(v, _)| v)
+        .ok_or_else(|| Error::shape(OP, "no candidate variant"))?;
+    Ok((best, timings))
 }
 
 fn tiled_grid(ctx: &GpuContext, threads: usize) -> Result<[u32; 3]> {
@@ -593,10 +841,12 @@ fn tiled_grid(ctx: &GpuContext, threads: usize) -> Result<[u32; 3]> {
     )
 }
 
-/// `y = conv2d(x, w) + b`; `y` must have shape [`conv2d_output_shape`]. The kernel variant
-/// follows [`select_conv2d_variant`] for the context's adapter; the environment variable
+/// `y = conv2d(x, w) + b`; `y` must have shape [`conv2d_output_shape`]. The kernel variant is
+/// autotuned at the shape's first use on GPUs (see the module docs; this build then blocks
+/// until earlier work finishes and times the candidates on scratch tensors), else follows
+/// [`select_conv2d_variant`] for the context's adapter; the environment variable
 /// `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces one wherever it applies (read once per
-/// process), and `CNNVIS_CONV_MIN_THREADS=N` replaces the GPU thread target.
+/// process), and `CNNVIS_CONV_MIN_THREADS=N` replaces the GPU thread target of the rule.
 pub fn conv2d_forward(
     ctx: &GpuContext,
     y: &Tensor,
