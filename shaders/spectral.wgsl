@@ -26,7 +26,14 @@
 // (read) [N,C,H,W] (the sigmoid output, saved for the backward pass); 11 img [N,C,H,W] (image
 // in model space); 12 d_out [N,C,H,W] (its gradient); 13 d_spec [N,C,2,H,Wc] (gradient to the
 // parameters); 14 mean, 15 stdev [C].
-// Threads: one per output element: (n, c, y, kx) for the column and row-backward kernels,
+// FFT column path (lengths H that factor into 2, 3, 4, 5, 7): Stockham autosort stages, one
+// dispatch each, ping-ponging between freq and a scratch buffer. spectral_columns_fft reads
+// freq_in (3) and writes freq (2); spectral_columns_fft_last_backward reads freq_in (3) and
+// writes or adds coef * result to d_spec (13). Stage (r, Ns): thread (nc, j, kx),
+// j < H / r, owns one radix-r butterfly: it reads elements j + m H/r (m < r) of column
+// (nc, kx), twiddles them by e^{±2 pi i (j mod Ns) m / (Ns r)}, takes their length-r DFT and
+// writes element k to (j / Ns) Ns r + (j mod Ns) + k Ns.
+// Threads: one per output element: (n, c, y, kx) for the direct column and row-backward kernels,
 // (n, c, ky, kx) for spectral_columns_backward, (n, c, y, t) for spectral_rows, one per pixel
 // (n, y, t), all channels, for the colour kernels.
 
@@ -43,9 +50,9 @@ struct SpecParams {
     total: u32,         // threads of this launch
     accumulate: u32,    // spectral_columns_backward: 1 adds to d_spec
     decorrelate: u32,   // 1: apply the 3x3 colour matrix (C = 3), 0: per-channel
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    radix: u32,         // FFT stage: its radix r (2, 3, 4, 5 or 7)
+    stride: u32,        // FFT stage: Ns, the product of the earlier stages' radices
+    flags: u32,         // FFT stage: 1 scales the input by coef, 2 uses the forward sign (-)
 }
 
 @group(0) @binding(0) var<uniform> p: SpecParams;
@@ -96,6 +103,89 @@ fn spectral_columns(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     freq[base + y * p.wc + kx] = re;
     freq[base + plane + y * p.wc + kx] = im;
+}
+
+// One Stockham stage's butterfly (see the header) for thread i: sign + (flags bit 2 clear)
+// or - (set); input scaled by coef[q, kx] when flags bit 1 is set. Leaves the r outputs in v
+// and returns (position of output 0 in the column, its flat index base (nc, plane 0, kx),
+// kx); output k goes to position .x + k * stride.
+fn fft_butterfly(i: u32, v: ptr<function, array<vec2<f32>, 7>>) -> vec3<u32> {
+    let r = p.radix;
+    let ns = p.stride;
+    let hr = p.h / r;
+    let kx = i % p.wc;
+    let j = (i / p.wc) % hr;
+    let nc = i / (p.wc * hr);
+    let plane = p.h * p.wc;
+    let base = nc * 2u * plane + kx;
+    let conj = (p.flags & 2u) != 0u;
+    let jm = j % ns;
+    let step = hr / ns; // h / (ns r): twiddle index per (jm * m)
+    var u: array<vec2<f32>, 7>;
+    for (var m = 0u; m < r; m++) {
+        let q = j + m * hr;
+        var x = vec2<f32>(freq_in[base + q * p.wc], freq_in[base + plane + q * p.wc]);
+        if ((p.flags & 1u) != 0u) {
+            x *= coef[q * p.wc + kx];
+        }
+        var t = tw_h[jm * m * step];
+        if (conj) { t.y = -t.y; }
+        u[m] = vec2<f32>(x.x * t.x - x.y * t.y, x.x * t.y + x.y * t.x);
+    }
+    for (var k = 0u; k < r; k++) {
+        var acc = u[0];
+        var e = 0u; // (m * k) mod r
+        for (var m = 1u; m < r; m++) {
+            e += k;
+            if (e >= r) { e -= r; }
+            var t = tw_h[e * hr];
+            if (conj) { t.y = -t.y; }
+            let x = u[m];
+            acc += vec2<f32>(x.x * t.x - x.y * t.y, x.x * t.y + x.y * t.x);
+        }
+        (*v)[k] = acc;
+    }
+    return vec3<u32>((j / ns) * ns * r + jm, base, kx);
+}
+
+// FFT column path, one Stockham stage (see the header): freq_in -> freq. Thread (nc, j, kx).
+@compute @workgroup_size(WG)
+fn spectral_columns_fft(@builtin(global_invocation_id) gid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    var v: array<vec2<f32>, 7>;
+    let o = fft_butterfly(i, &v);
+    let plane = p.h * p.wc;
+    for (var k = 0u; k < p.radix; k++) {
+        let a = o.y + (o.x + k * p.stride) * p.wc;
+        freq[a] = v[k].x;
+        freq[a + plane] = v[k].y;
+    }
+}
+
+// FFT column path, the last stage of the backward transform: freq_in -> d_spec, each output
+// scaled by coef[ky, kx], written or (accumulate) added. Thread (nc, j, kx).
+@compute @workgroup_size(WG)
+fn spectral_columns_fft_last_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    var v: array<vec2<f32>, 7>;
+    let o = fft_butterfly(i, &v);
+    let plane = p.h * p.wc;
+    for (var k = 0u; k < p.radix; k++) {
+        let ky = o.x + k * p.stride;
+        let a = o.y + ky * p.wc;
+        let s = coef[ky * p.wc + o.z];
+        if (p.accumulate != 0u) {
+            d_spec[a] = d_spec[a] + s * v[k].x;
+            d_spec[a + plane] = d_spec[a + plane] + s * v[k].y;
+        } else {
+            d_spec[a] = s * v[k].x;
+            d_spec[a + plane] = s * v[k].y;
+        }
+    }
 }
 
 // Forward, step 2: the real part of the inverse DFT along each row, columns t < w only.

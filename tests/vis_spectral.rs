@@ -11,8 +11,9 @@ use std::f64::consts::TAU;
 
 use cnnvis::gpu::Dispatch;
 use cnnvis::vis::spectral::{
-    color_matrix, columns_backward, columns_forward, fft_width, rfft2d_freqs, rows_forward,
-    spectrum_scale, spectrum_shape, spectrum_width, twiddle_table, SpectralParam, INIT_SD,
+    color_matrix, columns_backward, columns_backward_fft, columns_forward, columns_forward_fft,
+    fft_radices, fft_width, rfft2d_freqs, rows_backward, rows_forward, spectrum_scale,
+    spectrum_shape, spectrum_width, twiddle_table, SpectralParam, INIT_SD,
 };
 use common::{assert_close, ctx, download, fd_check, upload, weighted_sum, zeros, Rng};
 
@@ -763,5 +764,184 @@ fn timing_224() {
             "spectral {name} {shape:?}: {ms:.1} ms on {}",
             ctx().adapter().name
         );
+    }
+}
+
+/// The mixed-radix FFT column kernels agree with the direct DFT kernels (forward, backward,
+/// accumulating backward) for lengths with every radix and several stage counts.
+#[test]
+fn fft_columns_match_direct_dft() {
+    assert_eq!(fft_radices(224), Some(vec![4, 4, 2, 7]));
+    assert_eq!(fft_radices(30), Some(vec![2, 3, 5]));
+    assert_eq!(fft_radices(11), None);
+    assert_eq!(fft_radices(26), None);
+    assert_eq!(fft_radices(1), None);
+    let mut rng = Rng::new(77);
+    for (h, w) in [
+        (2usize, 5usize),
+        (6, 4),
+        (12, 7),
+        (14, 6),
+        (30, 8),
+        (64, 3),
+        (224, 2),
+    ] {
+        let shape = [2, 3, h, w];
+        let sshape = spectrum_shape(shape);
+        let wc = spectrum_width(w);
+        let coef = upload(&[h, wc], &cnnvis::vis::spectral::coef_table(h, w, 1.0));
+        let tw_h = upload(&[h, 2], &twiddle_table(h));
+        let spec = upload(&sshape, &rng.vec(numel(&sshape), -1.0, 1.0));
+        let (direct, freq, scratch) = (zeros(&sshape), zeros(&sshape), zeros(&sshape));
+        let d = columns_forward(ctx(), &direct, &spec, &coef, &tw_h, w).unwrap();
+        let f = columns_forward_fft(ctx(), &freq, &scratch, &spec, &coef, &tw_h, w).unwrap();
+        assert_eq!(f.len(), fft_radices(h).unwrap().len());
+        let mut all = vec![&d];
+        all.extend(refs(&f));
+        common::run(&all);
+        let want: Vec<f64> = download(&direct).iter().map(|v| *v as f64).collect();
+        let max = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_close(
+            &format!("forward H={h}"),
+            &download(&freq),
+            &want,
+            1e-5 * max,
+            1e-4,
+        );
+
+        let g = rng.vec(numel(&sshape), -1.0, 1.0);
+        let prior = rng.vec(numel(&sshape), -1.0, 1.0);
+        let d_freq = upload(&sshape, &g);
+        let (d_direct, d_fft) = (upload(&sshape, &prior), upload(&sshape, &prior));
+        for accumulate in [false, true] {
+            d_freq.write(ctx(), &g).unwrap();
+            let d =
+                columns_backward(ctx(), &d_direct, &d_freq, &coef, &tw_h, w, accumulate).unwrap();
+            common::run(&[&d]);
+            let f = columns_backward_fft(
+                ctx(),
+                &d_fft,
+                &d_freq,
+                &scratch,
+                &coef,
+                &tw_h,
+                w,
+                accumulate,
+            )
+            .unwrap();
+            common::run(&refs(&f));
+            let want: Vec<f64> = download(&d_direct).iter().map(|v| *v as f64).collect();
+            let max = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert_close(
+                &format!("backward H={h} accumulate={accumulate}"),
+                &download(&d_fft),
+                &want,
+                1e-5 * max,
+                1e-4,
+            );
+        }
+        // Buffers that must differ.
+        assert!(columns_forward_fft(ctx(), &freq, &freq, &spec, &coef, &tw_h, w).is_err());
+        assert!(
+            columns_backward_fft(ctx(), &d_fft, &d_freq, &d_freq, &coef, &tw_h, w, false).is_err()
+        );
+    }
+    // A height with a prime factor above 7 has no FFT path.
+    let sshape = spectrum_shape([1, 1, 11, 4]);
+    let coef = upload(&[11, 3], &cnnvis::vis::spectral::coef_table(11, 4, 1.0));
+    let tw_h = upload(&[11, 2], &twiddle_table(11));
+    let (a, b, c) = (zeros(&sshape), zeros(&sshape), zeros(&sshape));
+    assert!(columns_forward_fft(ctx(), &a, &b, &c, &coef, &tw_h, 4).is_err());
+}
+
+/// Heights the FFT does not cover (primes 11 and 13) run the direct DFT kernels, forward and
+/// backward, and still match the reference.
+#[test]
+fn direct_fallback_heights_match_reference() {
+    let mut rng = Rng::new(91);
+    for (h, w) in [(11usize, 6usize), (13, 5)] {
+        let shape = [2, 3, h, w];
+        let sshape = spectrum_shape(shape);
+        let s = setup(shape, 1.0, 2);
+        assert_eq!(s.forward.len(), 3);
+        let x = rng.vec(numel(&sshape), -1.0, 1.0);
+        let got = s.run_forward(&x);
+        let (mean, std) = norm(3);
+        let r = reference(&x, shape, 1.0, mean, std);
+        assert_close(&format!("image {h}x{w}"), &got, &r.out, 1e-5, 1e-5);
+        let d = rng.vec(numel(&shape), -1.0, 1.0);
+        let d_img = upload(&shape, &d);
+        let d_spec = zeros(&sshape);
+        let back = s.param.backward(ctx(), &d_img, &d_spec, false).unwrap();
+        assert_eq!(back.len(), 3);
+        let mut all = refs(&s.forward);
+        all.extend(refs(&back));
+        common::run(&all);
+        let want = reference_adjoint(&r.rgb, &d, shape, 1.0, std);
+        let max = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_close(
+            &format!("d_spectrum {h}x{w}"),
+            &download(&d_spec),
+            &want,
+            1e-5 * max,
+            1e-5,
+        );
+    }
+}
+
+/// Timing probe (not a check): `cargo test --release --test vis_spectral timing_passes --
+/// --ignored --nocapture`. Median of 5 runs of each pass, direct DFT vs FFT columns.
+#[test]
+#[ignore]
+fn timing_passes() {
+    for shape in [[2usize, 3, 224, 224], [6, 3, 64, 64]] {
+        let [_, _, h, w] = shape;
+        let sshape = spectrum_shape(shape);
+        let wc = spectrum_width(w);
+        let coef = upload(&[h, wc], &cnnvis::vis::spectral::coef_table(h, w, 1.0));
+        let tw_h = upload(&[h, 2], &twiddle_table(h));
+        let tw_w = upload(&[fft_width(w), 2], &twiddle_table(fft_width(w)));
+        let spec = zeros(&sshape);
+        let (freq, scratch, d_spec) = (zeros(&sshape), zeros(&sshape), zeros(&sshape));
+        let lin = zeros(&shape);
+        let lists: Vec<(&str, Vec<Dispatch>)> = vec![
+            (
+                "columns direct",
+                vec![columns_forward(ctx(), &freq, &spec, &coef, &tw_h, w).unwrap()],
+            ),
+            (
+                "columns fft",
+                columns_forward_fft(ctx(), &freq, &scratch, &spec, &coef, &tw_h, w).unwrap(),
+            ),
+            (
+                "columns_backward direct",
+                vec![columns_backward(ctx(), &d_spec, &freq, &coef, &tw_h, w, false).unwrap()],
+            ),
+            (
+                "columns_backward fft",
+                columns_backward_fft(ctx(), &d_spec, &freq, &scratch, &coef, &tw_h, w, false)
+                    .unwrap(),
+            ),
+            (
+                "rows direct",
+                vec![rows_forward(ctx(), &lin, &freq, &tw_w).unwrap()],
+            ),
+            (
+                "rows_backward direct",
+                vec![rows_backward(ctx(), &freq, &lin, &tw_w).unwrap()],
+            ),
+        ];
+        for (name, list) in &lists {
+            common::run(&refs(list));
+            let mut ms: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    common::run(&refs(list));
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            eprintln!("{shape:?} {name}: {:.2} ms (median of 5)", ms[2]);
+        }
     }
 }

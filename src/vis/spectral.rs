@@ -31,9 +31,12 @@
 //!    inputs passes mean 0, std 1).
 //!
 //! On the GPU the constants of steps 2 and 3 (scale, `1/(H Wf)`, the Hermitian weights, the
-//! `/4`) fold into one `coef [H, Wc]` table and the transforms are direct separable DFTs (any
-//! size, 224 included) with `(cos, sin)` twiddle tables computed in f64 by exact index
-//! reduction (the sines at 0 and π are exactly 0). Forward: [`columns_forward`],
+//! `/4`) fold into one `coef [H, Wc]` table and the transforms are separable DFTs with
+//! `(cos, sin)` twiddle tables computed in f64 by exact index reduction (the sines at 0 and π
+//! are exactly 0). The column transform is a mixed-radix Stockham FFT
+//! ([`columns_forward_fft`], [`columns_backward_fft`]) when H factors into 2, 3, 4, 5, 7
+//! ([`fft_radices`]; 224 = 4·4·2·7) and a direct DFT otherwise; the row transform is a direct
+//! DFT (any width). Forward: [`columns_forward`],
 //! [`rows_forward`], [`color_forward`]; backward (the exact adjoint of each):
 //! [`color_backward`], [`rows_backward`], [`columns_backward`] (which writes or accumulates the
 //! parameter gradient). [`SpectralParam`] holds the parameters, tables and scratch buffers and
@@ -54,6 +57,9 @@ const COLOR: Kernel = Kernel::new(Shader::Spectral, "spectral_color");
 const COLOR_BACKWARD: Kernel = Kernel::new(Shader::Spectral, "spectral_color_backward");
 const ROWS_BACKWARD: Kernel = Kernel::new(Shader::Spectral, "spectral_rows_backward");
 const COLUMNS_BACKWARD: Kernel = Kernel::new(Shader::Spectral, "spectral_columns_backward");
+const COLUMNS_FFT: Kernel = Kernel::new(Shader::Spectral, "spectral_columns_fft");
+const COLUMNS_FFT_LAST_BACKWARD: Kernel =
+    Kernel::new(Shader::Spectral, "spectral_columns_fft_last_backward");
 
 /// Kernels of this family.
 pub const KERNELS: &[Kernel] = &[
@@ -63,6 +69,8 @@ pub const KERNELS: &[Kernel] = &[
     COLOR_BACKWARD,
     ROWS_BACKWARD,
     COLUMNS_BACKWARD,
+    COLUMNS_FFT,
+    COLUMNS_FFT_LAST_BACKWARD,
 ];
 
 /// Lucid's `color_correlation_svd_sqrt` (color.py): the square root of ImageNet's colour
@@ -93,7 +101,9 @@ struct SpecParams {
     total: u32,
     accumulate: u32,
     decorrelate: u32,
-    _pad: [u32; 3],
+    radix: u32,
+    stride: u32,
+    flags: u32,
 }
 const _: () = assert!(std::mem::size_of::<SpecParams>() == 96);
 
@@ -264,7 +274,9 @@ fn params(
         total: to_u32(OP, "threads", total)?,
         accumulate: accumulate as u32,
         decorrelate: decorrelate as u32,
-        _pad: [0; 3],
+        radix: 0,
+        stride: 0,
+        flags: 0,
     })
 }
 
@@ -457,6 +469,150 @@ pub fn columns_backward(
     )
 }
 
+/// The radices of the mixed-radix FFT path for length `n` (4s first, then 2, 3, 5, 7), or
+/// `None` when `n < 2` or `n` has another prime factor (the direct DFT kernels handle those).
+pub fn fft_radices(n: usize) -> Option<Vec<usize>> {
+    if n < 2 {
+        return None;
+    }
+    let mut rest = n;
+    let mut out = Vec::new();
+    for r in [4, 2, 3, 5, 7] {
+        while rest.is_multiple_of(r) {
+            out.push(r);
+            rest /= r;
+        }
+    }
+    (rest == 1).then_some(out)
+}
+
+/// Radices of the column FFT for height `h`, or a shape error.
+fn column_radices(h: usize) -> Result<Vec<usize>> {
+    fft_radices(h).ok_or_else(|| {
+        Error::shape(
+            OP,
+            format!("H = {h} does not factor into 2, 3, 4, 5, 7 (use the direct DFT kernels)"),
+        )
+    })
+}
+
+/// Params of one column-FFT stage.
+fn stage_params(
+    dims: [usize; 4],
+    radix: usize,
+    stride: usize,
+    flags: u32,
+    accumulate: bool,
+) -> Result<(SpecParams, usize)> {
+    let [n, c, h, w] = dims;
+    let total = n * c * (h / radix) * spectrum_width(w);
+    let mut p = params(dims, total, false, accumulate)?;
+    p.radix = radix as u32;
+    p.stride = stride as u32;
+    p.flags = flags;
+    Ok((p, total))
+}
+
+/// Forward step 1 as a mixed-radix Stockham FFT (H factoring into 2, 3, 4, 5, 7,
+/// [`fft_radices`]): the same result as [`columns_forward`], one dispatch per radix stage,
+/// ping-ponging between `freq` and `scratch` (both `[N, C, 2, H, Wc]`, distinct buffers);
+/// the result lands in `freq`.
+pub fn columns_forward_fft(
+    ctx: &GpuContext,
+    freq: &Tensor,
+    scratch: &Tensor,
+    spectrum: &Tensor,
+    coef: &Tensor,
+    tw_h: &Tensor,
+    w: usize,
+) -> Result<Vec<Dispatch>> {
+    let (n, c, h) = spectrum_dims("spectrum", spectrum, w)?;
+    check_f32("freq", freq, spectrum.shape())?;
+    check_f32("scratch", scratch, spectrum.shape())?;
+    if freq.buffer() == scratch.buffer() || freq.buffer() == spectrum.buffer() {
+        return Err(Error::shape(
+            OP,
+            "freq shares a buffer with scratch or spectrum",
+        ));
+    }
+    check_tables(h, w, coef, &[("tw_h", tw_h, h)])?;
+    let radices = column_radices(h)?;
+    let s = radices.len();
+    let mut out = Vec::with_capacity(s);
+    let mut input = spectrum;
+    let mut stride = 1;
+    for (i, &r) in radices.iter().enumerate() {
+        let dst = if (s - 1 - i) % 2 == 0 { freq } else { scratch };
+        let flags = if i == 0 { 1 } else { 0 };
+        let (p, total) = stage_params([n, c, h, w], r, stride, flags, false)?;
+        out.push(ctx.dispatch(
+            COLUMNS_FFT,
+            &p,
+            &[(2, dst), (3, input), (4, coef), (5, tw_h)],
+            ctx.grid_1d(total)?,
+        )?);
+        input = dst;
+        stride *= r;
+    }
+    Ok(out)
+}
+
+/// Backward of step 1 as a mixed-radix Stockham FFT: the same result as
+/// [`columns_backward`], one dispatch per radix stage. Overwrites `d_freq` and `scratch`
+/// (distinct buffers, `[N, C, 2, H, Wc]`) on the way; the last stage writes (or adds to)
+/// `d_spectrum`.
+#[allow(clippy::too_many_arguments)]
+pub fn columns_backward_fft(
+    ctx: &GpuContext,
+    d_spectrum: &Tensor,
+    d_freq: &Tensor,
+    scratch: &Tensor,
+    coef: &Tensor,
+    tw_h: &Tensor,
+    w: usize,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let (n, c, h) = spectrum_dims("d_freq", d_freq, w)?;
+    check_f32("d_spectrum", d_spectrum, d_freq.shape())?;
+    check_f32("scratch", scratch, d_freq.shape())?;
+    let (a, b, d) = (d_spectrum.buffer(), d_freq.buffer(), scratch.buffer());
+    if a == b || a == d || b == d {
+        return Err(Error::shape(
+            OP,
+            "d_spectrum, d_freq and scratch share a buffer",
+        ));
+    }
+    check_tables(h, w, coef, &[("tw_h", tw_h, h)])?;
+    let radices = column_radices(h)?;
+    let s = radices.len();
+    let mut out = Vec::with_capacity(s);
+    let mut input = d_freq;
+    let mut stride = 1;
+    for (i, &r) in radices.iter().enumerate() {
+        let (p, total) = stage_params([n, c, h, w], r, stride, 2, accumulate)?;
+        let grid = ctx.grid_1d(total)?;
+        if i + 1 == s {
+            out.push(ctx.dispatch(
+                COLUMNS_FFT_LAST_BACKWARD,
+                &p,
+                &[(3, input), (4, coef), (5, tw_h), (13, d_spectrum)],
+                grid,
+            )?);
+        } else {
+            let dst = if i % 2 == 0 { scratch } else { d_freq };
+            out.push(ctx.dispatch(
+                COLUMNS_FFT,
+                &p,
+                &[(2, dst), (3, input), (4, coef), (5, tw_h)],
+                grid,
+            )?);
+            input = dst;
+        }
+        stride *= r;
+    }
+    Ok(out)
+}
+
 /// A batch of images parameterized by Lucid's decorrelated Fourier spectrum: the parameters,
 /// the constant tables, and the scratch and saved buffers of one forward and one backward pass.
 #[derive(Debug)]
@@ -478,6 +634,9 @@ pub struct SpectralParam {
     std: Tensor,
     /// Column-transformed spectrum, forward (`freq`) and backward (`d_freq`) `[N, C, 2, H, Wc]`.
     freq: Tensor,
+    /// Second ping-pong buffer of the column FFT `[N, C, 2, H, Wc]` (None: H does not factor
+    /// into 2, 3, 4, 5, 7 and the direct DFT kernels run).
+    scratch: Option<Tensor>,
     /// Pre-colour image (forward) or its gradient (backward) `[N, C, H, W]`.
     lin: Tensor,
     /// Sigmoid output in [0, 1] `[N, C, H, W]`: saved for the backward pass, and the image for
@@ -540,6 +699,10 @@ impl SpectralParam {
             mean: Tensor::from_slice(ctx, &[c], mean)?,
             std: Tensor::from_slice(ctx, &[c], std)?,
             freq: Tensor::zeros(ctx, &spec_shape)?,
+            scratch: match fft_radices(h) {
+                Some(_) => Some(Tensor::zeros(ctx, &spec_shape)?),
+                None => None,
+            },
             lin: Tensor::zeros(ctx, &shape)?,
             rgb: Tensor::zeros(ctx, &shape)?,
         };
@@ -592,12 +755,31 @@ impl SpectralParam {
     }
 
     /// The forward pass: spectrum → `image` `[N, C, H, W]` in model input space (also fills
-    /// [`SpectralParam::rgb`]). Three dispatches, built once and replayed.
+    /// [`SpectralParam::rgb`]). Built once and replayed: one column dispatch per FFT stage (or
+    /// one direct DFT), then the row and colour dispatches.
     pub fn forward(&self, ctx: &GpuContext, image: &Tensor) -> Result<Vec<Dispatch>> {
         check_f32("image", image, &self.shape)?;
         let w = self.shape[3];
-        Ok(vec![
-            columns_forward(ctx, &self.freq, &self.spectrum, &self.coef, &self.tw_h, w)?,
+        let mut out = match &self.scratch {
+            Some(scratch) => columns_forward_fft(
+                ctx,
+                &self.freq,
+                scratch,
+                &self.spectrum,
+                &self.coef,
+                &self.tw_h,
+                w,
+            )?,
+            None => vec![columns_forward(
+                ctx,
+                &self.freq,
+                &self.spectrum,
+                &self.coef,
+                &self.tw_h,
+                w,
+            )?],
+        };
+        out.extend([
             rows_forward(ctx, &self.lin, &self.freq, &self.tw_w)?,
             color_forward(
                 ctx,
@@ -608,13 +790,15 @@ impl SpectralParam {
                 &self.std,
                 self.decorrelate,
             )?,
-        ])
+        ]);
+        Ok(out)
     }
 
     /// The backward pass: `d_image` `[N, C, H, W]` (gradient to the forward's output) →
     /// `d_spectrum` `[N, C, 2, H, Wc]`, written or added (`accumulate`). Uses the `rgb` saved
     /// by the last forward pass; reuses the forward's scratch buffers, so run it after the
-    /// forward pass's dispatches (and before the next). Three dispatches.
+    /// forward pass's dispatches (and before the next). The colour and row dispatches, then
+    /// one column dispatch per FFT stage (or one direct DFT).
     pub fn backward(
         &self,
         ctx: &GpuContext,
@@ -625,7 +809,7 @@ impl SpectralParam {
         check_f32("d_image", d_image, &self.shape)?;
         check_f32("d_spectrum", d_spectrum, self.spectrum.shape())?;
         let w = self.shape[3];
-        Ok(vec![
+        let mut out = vec![
             color_backward(
                 ctx,
                 &self.lin,
@@ -635,9 +819,15 @@ impl SpectralParam {
                 self.decorrelate,
             )?,
             rows_backward(ctx, &self.freq, &self.lin, &self.tw_w)?,
-            columns_backward(
+        ];
+        match &self.scratch {
+            Some(scratch) => out.extend(columns_backward_fft(
+                ctx, d_spectrum, &self.freq, scratch, &self.coef, &self.tw_h, w, accumulate,
+            )?),
+            None => out.push(columns_backward(
                 ctx, d_spectrum, &self.freq, &self.coef, &self.tw_h, w, accumulate,
-            )?,
-        ])
+            )?),
+        }
+        Ok(out)
     }
 }
