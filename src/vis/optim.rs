@@ -299,6 +299,26 @@ fn lp_mode(op: &'static str, p: f32) -> Result<(u32, f32)> {
     Ok((0, p))
 }
 
+/// The launch parameters [`lp_loss`] and [`lp_backward`] share.
+fn lp_params(
+    op: &'static str,
+    d: [usize; 4],
+    x: &Tensor,
+    p: f32,
+    weight: f32,
+    accumulate: bool,
+) -> Result<OptParams> {
+    let (mode, power) = lp_mode(op, p)?;
+    finite(op, "weight", weight)?;
+    Ok(OptParams {
+        power,
+        mode,
+        weight,
+        accumulate: accumulate as u32,
+        ..image_params(op, d, x.numel())?
+    })
+}
+
 /// `loss[n] (+)= weight * ‖x[n]‖_p / (C*H*W)`, keras-vis's `LPNorm`; `p = f32::INFINITY`
 /// gives keras-vis's `K.max(x)` (the signed maximum). Writes `stats[n] = (norm, ties)` for
 /// [`lp_backward`] (`stats` is `[N, 2]`). One workgroup per image.
@@ -315,15 +335,7 @@ pub fn lp_loss(
     let d = dims4(OP, "x", x)?;
     f32_shape(OP, "loss", loss, &[d[0]])?;
     f32_shape(OP, "stats", stats, &[d[0], 2])?;
-    let (mode, power) = lp_mode(OP, p)?;
-    finite(OP, "weight", weight)?;
-    let params = OptParams {
-        power,
-        mode,
-        weight,
-        accumulate: accumulate as u32,
-        ..image_params(OP, d, x.numel())?
-    };
+    let params = lp_params(OP, d, x, p, weight, accumulate)?;
     ctx.dispatch(
         LP_LOSS,
         &params,
@@ -349,15 +361,7 @@ pub fn lp_backward(
     let d = dims4(OP, "x", x)?;
     f32_shape(OP, "dx", dx, x.shape())?;
     f32_shape(OP, "stats", stats, &[d[0], 2])?;
-    let (mode, power) = lp_mode(OP, p)?;
-    finite(OP, "weight", weight)?;
-    let params = OptParams {
-        power,
-        mode,
-        weight,
-        accumulate: accumulate as u32,
-        ..image_params(OP, d, x.numel())?
-    };
+    let params = lp_params(OP, d, x, p, weight, accumulate)?;
     ctx.dispatch(
         LP_BACKWARD,
         &params,
