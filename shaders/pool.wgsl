@@ -113,6 +113,57 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     argmax_out[i] = u32(best_i);
 }
 
+// The VGG case: 2x2 windows, stride 2, no padding, the input tiled exactly (in = 2 * out). One
+// thread per output, four loads in the generic kernel's order (rows, then columns; the first
+// maximum wins, a NaN wins), no loops: lavapipe runs a loop's body once more than it trips.
+@compute @workgroup_size(WG)
+fn maxpool2d_forward_2x2(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let ow = i % p.out_w;
+    let t = i / p.out_w;
+    let oh = t % p.out_h;
+    let plane = t / p.out_h;
+    let base = plane * p.in_h * p.in_w;
+    let r0 = 2u * oh * p.in_w + 2u * ow;
+    let r1 = r0 + p.in_w;
+    let cand = array<u32, 4>(r0, r0 + 1u, r1, r1 + 1u);
+    var best = x[base + r0];
+    var best_i = r0;
+    for (var k = 1; k < 4; k++) {
+        let v = x[base + cand[k]];
+        if (v > best || is_nan(v)) {
+            best = v;
+            best_i = cand[k];
+        }
+    }
+    y[i] = best;
+    argmax_out[i] = best_i;
+}
+
+// Its gradient, one thread per output: the windows tile the input, so each input cell gets
+// this window's dy or 0, written once.
+@compute @workgroup_size(WG)
+fn maxpool2d_backward_2x2(@builtin(global_invocation_id) gid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    let ow = i % p.out_w;
+    let t = i / p.out_w;
+    let oh = t % p.out_h;
+    let plane = t / p.out_h;
+    let base = plane * p.in_h * p.in_w;
+    let r0 = 2u * oh * p.in_w + 2u * ow;
+    let r1 = r0 + p.in_w;
+    let g = dy[i];
+    let a = argmax_in[i];
+    store_dx(base + r0, select(0.0, g, a == r0));
+    store_dx(base + r0 + 1u, select(0.0, g, a == r0 + 1u));
+    store_dx(base + r1, select(0.0, g, a == r1));
+    store_dx(base + r1 + 1u, select(0.0, g, a == r1 + 1u));
+}
+
 // One thread per input element: sums dy over the output windows whose argmax is this element.
 // Candidates are the outputs oh with oh*s_h in [ih + p_h - (k_h-1)*d_h, ih + p_h]; the argmax
 // test alone decides membership, so dilation needs no extra check.

@@ -12,9 +12,9 @@ use cnnvis::gpu::Dispatch;
 use cnnvis::ops::conv2d::{
     conv2d_autotune_candidates, conv2d_autotune_choices, conv2d_backward_input,
     conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops, conv2d_forward,
-    conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads, select_conv2d_variant,
-    with_conv2d_autotune, Conv2dAutotune, Conv2dAutotuneEntry, Conv2dAutotuneKey, Conv2dConfig,
-    Conv2dPass, Conv2dVariant,
+    conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads, conv2d_windows_supported,
+    select_conv2d_variant, with_conv2d_autotune, Conv2dAutotune, Conv2dAutotuneEntry,
+    Conv2dAutotuneKey, Conv2dConfig, Conv2dPass, Conv2dVariant,
 };
 use cnnvis::wgpu::DeviceType;
 
@@ -193,6 +193,30 @@ const CASES: &[Case] = &[
         k: [5, 3],
         cfg: cfg([1, 1], [3, 2], [1, 1], 1),
         bias: true,
+    },
+    Case {
+        name: "windows: 7 source windows, 2 target groups, column and row tails",
+        x: [1, 100, 7, 11],
+        cout: 150,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "windows: pad 0, N=2, one column block",
+        x: [2, 9, 8, 6],
+        cout: 11,
+        k: [3, 3],
+        cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "windows: pad [2,0], N=3, 17 columns",
+        x: [3, 5, 4, 19],
+        cout: 7,
+        k: [3, 3],
+        cfg: cfg([1, 1], [2, 0], [1, 1], 1),
+        bias: false,
     },
     Case {
         name: "kernel = padded input",
@@ -514,7 +538,8 @@ fn conv2d_every_variant_matches_cpu_reference() {
         for v in Conv2dVariant::ALL {
             let applies = conv2d_variant_threads(Conv2dPass::Forward, v, &xs, &ws, &case.cfg)
                 .unwrap()
-                .is_some();
+                .is_some()
+                && (v != Conv2dVariant::Windows || conv2d_windows_supported(c));
             let y = poisoned(&ys);
             let fwd = conv2d_forward_variant(c, v, &y, &x, &w, case.bias.then_some(&b), &case.cfg);
             let dx = poisoned(&xs);
@@ -560,7 +585,8 @@ fn conv2d_every_variant_matches_cpu_reference() {
             );
         }
     }
-    assert_eq!(ran.len(), 3, "variants run: {ran:?}");
+    let expected = 3 + conv2d_windows_supported(c) as usize;
+    assert_eq!(ran.len(), expected, "variants run: {ran:?}");
 }
 
 /// Input shape, weight shape and config of one model conv layer at batch `n`.
@@ -879,7 +905,7 @@ fn conv2d_autotune_times_once_per_shape_and_matches_reference() {
         assert_eq!(e.tunings, 1, "{pass:?} tuned more than once: {e:?}");
         assert_eq!(e.error, None);
         assert_eq!(e.variant, v);
-        let want = conv2d_autotune_candidates(
+        let mut want = conv2d_autotune_candidates(
             pass,
             &CASE.x,
             &CASE.w(),
@@ -887,6 +913,14 @@ fn conv2d_autotune_times_once_per_shape_and_matches_reference() {
             c.adapter().device_type,
         )
         .unwrap();
+        // The adapter-independent list, plus the windows kernel where this context runs it.
+        let windows =
+            conv2d_variant_threads(pass, Conv2dVariant::Windows, &CASE.x, &CASE.w(), &CASE.cfg)
+                .unwrap()
+                .is_some();
+        if windows && conv2d_windows_supported(c) {
+            want.push(Conv2dVariant::Windows);
+        }
         let timed: Vec<Conv2dVariant> = e.timings_ms.iter().map(|t| t.0).collect();
         assert_eq!(timed, want, "{pass:?}");
         assert!(
@@ -1052,6 +1086,33 @@ fn conv2d_tiled_backward_matches_finite_differences() {
         bias: true,
     };
     fd_case(&case, 21);
+}
+
+#[test]
+fn conv2d_windows_backward_matches_finite_differences() {
+    let _serial = serial();
+    let case = Case {
+        name: "fd windows",
+        x: [2, 9, 6, 10],
+        cout: 10,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: true,
+    };
+    let c = ctx();
+    if conv2d_windows_supported(c) && std::env::var_os("CNNVIS_CONV_VARIANT").is_none() {
+        let (y, x, w) = (zeros(&case.y()), zeros(&case.x), zeros(&case.w()));
+        let d = conv2d_forward(c, &y, &x, &w, None, &case.cfg).unwrap();
+        let b = conv2d_backward_input(c, &x, &y, &w, &case.cfg, false).unwrap();
+        for d in [d, b] {
+            assert_eq!(
+                Conv2dVariant::of_kernel(d.kernel()),
+                Some(Conv2dVariant::Windows),
+                "{d:?}"
+            );
+        }
+    }
+    fd_case(&case, 23);
 }
 
 #[test]

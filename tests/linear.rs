@@ -4,7 +4,11 @@
 mod common;
 use common::*;
 
-use cnnvis::ops::linear::{linear_backward_input, linear_backward_weight, linear_forward};
+use cnnvis::ops::linear::{
+    linear_backward_input, linear_backward_input_rows, linear_backward_input_variant,
+    linear_backward_weight, linear_forward, linear_forward_rows, linear_forward_variant,
+    linear_windows_supported, LinearVariant,
+};
 use cnnvis::Error;
 
 /// One case: input shape (flattened to [N, K] as torch.flatten(x, 1)), outputs M, bias or not.
@@ -71,6 +75,12 @@ const CASES: &[Case] = &[
         x_shape: &[2, 25087],
         m: 7,
         bias: false,
+    },
+    // windows variant: two row groups (64 + 6), batch chunks of 4 and a tail of 1
+    Case {
+        x_shape: &[5, 40],
+        m: 70,
+        bias: true,
     },
     // 4-D inputs flattened
     Case {
@@ -140,6 +150,15 @@ fn twice(v: &[f64]) -> Vec<f64> {
     v.iter().map(|a| 2.0 * a).collect()
 }
 
+/// Both variants where the context runs them (storage everywhere, windows on lavapipe).
+fn variants() -> Vec<LinearVariant> {
+    let mut v = vec![LinearVariant::Storage];
+    if linear_windows_supported(ctx()) {
+        v.push(LinearVariant::Windows);
+    }
+    v
+}
+
 #[test]
 fn linear_forward_matches_cpu_reference() {
     let c = ctx();
@@ -152,20 +171,24 @@ fn linear_forward_matches_cpu_reference() {
         let x = upload(case.x_shape, &xs);
         let w = upload(&[m, k], &ws);
         let b = upload(&[m], &bs);
-        let y = poisoned(&[n, m]);
-        let bias = case.bias.then_some(&b);
-        run(&[&linear_forward(c, &y, &x, &w, bias).unwrap()]);
         let want = forward_ref(&xs, &ws, case.bias.then_some(&bs[..]), n, k, m);
-        assert_close(
-            &format!(
-                "linear_forward x {:?} M {m} bias {}",
-                case.x_shape, case.bias
-            ),
-            &download(&y),
-            &want,
-            atol(k),
-            1e-5,
-        );
+        for v in variants() {
+            let y = poisoned(&[n, m]);
+            let bias = case.bias.then_some(&b);
+            let d = linear_forward_variant(c, v, &y, &x, &w, bias).unwrap();
+            assert_eq!(LinearVariant::of_kernel(d.kernel()), Some(v));
+            run(&[&d]);
+            assert_close(
+                &format!(
+                    "linear_forward {v:?} x {:?} M {m} bias {}",
+                    case.x_shape, case.bias
+                ),
+                &download(&y),
+                &want,
+                atol(k),
+                1e-5,
+            );
+        }
     }
 }
 
@@ -178,21 +201,59 @@ fn linear_backward_input_matches_cpu_reference() {
         let dys = rng.vec(n * m, -1.0, 1.0);
         let ws = rng.vec(m * k, -1.0, 1.0);
         let (dy, w) = (upload(&[n, m], &dys), upload(&[m, k], &ws));
-        // dx takes the forward input's shape, 4-D included
-        let dx = poisoned(case.x_shape);
-        run(&[&linear_backward_input(c, &dx, &dy, &w, false).unwrap()]);
         let want = backward_input_ref(&dys, &ws, n, k, m);
-        let name = format!("linear_backward_input x {:?} M {m}", case.x_shape);
-        assert_close(&name, &download(&dx), &want, atol(m), 1e-5);
-        run(&[&linear_backward_input(c, &dx, &dy, &w, true).unwrap()]);
-        assert_close(
-            &format!("{name} accumulate"),
-            &download(&dx),
-            &twice(&want),
-            2.0 * atol(m),
-            1e-5,
-        );
+        for v in variants() {
+            // dx takes the forward input's shape, 4-D included
+            let dx = poisoned(case.x_shape);
+            let d = linear_backward_input_variant(c, v, &dx, &dy, &w, false).unwrap();
+            assert_eq!(LinearVariant::of_kernel(d.kernel()), Some(v));
+            run(&[&d]);
+            let name = format!("linear_backward_input {v:?} x {:?} M {m}", case.x_shape);
+            assert_close(&name, &download(&dx), &want, atol(m), 1e-5);
+            run(&[&linear_backward_input_variant(c, v, &dx, &dy, &w, true).unwrap()]);
+            assert_close(
+                &format!("{name} accumulate"),
+                &download(&dx),
+                &twice(&want),
+                2.0 * atol(m),
+                1e-5,
+            );
+        }
     }
+}
+
+/// A layer split into row blocks (as a model uploads one too big for a storage binding): each
+/// block writes its columns of y, and the blocks' backward passes add up to the whole dx.
+#[test]
+fn linear_row_blocks_match_the_whole_layer() {
+    let c = ctx();
+    let mut rng = Rng::new(13);
+    let (n, k, m) = (3, 300, 75);
+    let xs = rng.vec(n * k, -1.0, 1.0);
+    let ws = rng.vec(m * k, -1.0, 1.0);
+    let bs = rng.vec(m, -1.0, 1.0);
+    let dys = rng.vec(n * m, -1.0, 1.0);
+    let (x, dy) = (upload(&[n, k], &xs), upload(&[n, m], &dys));
+    let y = poisoned(&[n, m]);
+    let dx = poisoned(&[n, k]);
+    let mut ds = Vec::new();
+    for (i, (start, end)) in [(0, 40), (40, 75)].into_iter().enumerate() {
+        let w = upload(&[end - start, k], &ws[start * k..end * k]);
+        let b = upload(&[end - start], &bs[start..end]);
+        ds.push(linear_forward_rows(c, &y, &x, &w, Some(&b), start).unwrap());
+        ds.push(linear_backward_input_rows(c, &dx, &dy, &w, start, i > 0).unwrap());
+    }
+    run(&ds.iter().collect::<Vec<_>>());
+    let want_y = forward_ref(&xs, &ws, Some(&bs), n, k, m);
+    assert_close("row blocks forward", &download(&y), &want_y, atol(k), 1e-5);
+    let want_dx = backward_input_ref(&dys, &ws, n, k, m);
+    assert_close(
+        "row blocks backward",
+        &download(&dx),
+        &want_dx,
+        atol(m),
+        1e-5,
+    );
 }
 
 #[test]

@@ -39,11 +39,15 @@ fn backward_ref(x: &[f32], dy: &[f32], rule: ReluRule) -> Vec<f64> {
         .collect()
 }
 
+/// Odd element counts run one element per thread, multiples of 4 the _vec4 kernels.
 const SHAPES: &[&[usize]] = &[
     &[1, 1, 1, 1],
     &[2, 3, 5, 7],
     &[3, 17, 13, 11],
     &[1, 1, 1, 70_001],
+    &[1, 1, 1, 4],
+    &[2, 4, 6, 6],
+    &[1, 1, 1, 70_000],
 ];
 
 #[test]

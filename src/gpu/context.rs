@@ -25,6 +25,8 @@ pub struct AdapterSummary {
     pub device_type: wgpu::DeviceType,
     /// Driver name and version, as the backend reports them.
     pub driver: String,
+    /// Smallest and largest subgroup size the adapter may use (equal on lavapipe: 8).
+    pub subgroup_sizes: [u32; 2],
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -46,6 +48,7 @@ impl From<wgpu::AdapterInfo> for AdapterSummary {
             driver: format!("{} {}", info.driver, info.driver_info)
                 .trim()
                 .to_string(),
+            subgroup_sizes: [info.subgroup_min_size, info.subgroup_max_size],
         }
     }
 }
@@ -83,13 +86,16 @@ impl GpuContext {
         let full_info = adapter.get_info();
         let info: AdapterSummary = full_info.clone().into();
         // Persist compiled pipelines across runs where the driver can (Vulkan).
-        let required_features = if pipeline_cache::enabled_by_env()
+        let mut required_features = if pipeline_cache::enabled_by_env()
             && adapter.features().contains(wgpu::Features::PIPELINE_CACHE)
         {
             wgpu::Features::PIPELINE_CACHE
         } else {
             wgpu::Features::empty()
         };
+        // Subgroup operations, where the adapter has them: the conv kernels for CPU drivers
+        // share loaded values across lanes with subgroupBroadcast.
+        required_features |= adapter.features() & wgpu::Features::SUBGROUP;
         // The adapter's own limits, not WebGPU's defaults: large tensors need the real
         // max_storage_buffer_binding_size and max_buffer_size.
         let limits = adapter.limits();
@@ -121,6 +127,13 @@ impl GpuContext {
                 }
             }));
         Ok(ctx)
+    }
+
+    /// The subgroup size every subgroup of this device has, when the device has subgroup
+    /// operations enabled and the adapter's subgroup size is fixed (8 on lavapipe).
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        let [lo, hi] = self.adapter.subgroup_sizes;
+        (self.device.features().contains(wgpu::Features::SUBGROUP) && lo == hi).then_some(lo)
     }
 
     /// Wraps a device and queue that a host application already owns. cnnvis captures its own

@@ -14,26 +14,59 @@ use crate::gpu::tensor::Tensor;
 /// Threads per workgroup for the 1-D elementwise-style kernels (matches `WG` in the prelude).
 pub const WG: u32 = 256;
 
-/// One ready-to-record kernel launch.
+/// One ready-to-record kernel launch, or a fixed sequence of launches that together make one
+/// operation (see [`Dispatch::chain`]).
 pub struct Dispatch {
+    kernel: Kernel,
+    steps: Vec<Step>,
+    // Held so that the pool cannot hand these buffers to another tensor while this launch
+    // may still be recorded.
+    _tensors: Vec<Tensor>,
+    _params: Vec<wgpu::Buffer>,
+}
+
+/// One launch of a dispatch.
+struct Step {
     kernel: Kernel,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
-    // Held so that the pool cannot hand these buffers to another tensor while this launch
-    // may still be recorded.
-    _tensors: Vec<Tensor>,
-    _params: wgpu::Buffer,
+}
+
+/// A tensor bound to a launch: whole, as a storage buffer, or a 64 KiB-or-smaller slice of it
+/// as a uniform buffer (a "window").
+#[derive(Clone, Copy)]
+pub enum Binding<'a> {
+    /// The whole tensor as a storage buffer.
+    Storage(&'a Tensor),
+    /// `size` bytes of the tensor's buffer from byte `offset`, as a uniform buffer.
+    Uniform {
+        /// The tensor.
+        tensor: &'a Tensor,
+        /// First byte (a multiple of `min_uniform_buffer_offset_alignment`).
+        offset: u64,
+        /// Bytes bound (at most `max_uniform_buffer_binding_size`).
+        size: u64,
+    },
+}
+
+impl Binding<'_> {
+    fn tensor(&self) -> &Tensor {
+        match self {
+            Binding::Storage(t) | Binding::Uniform { tensor: t, .. } => t,
+        }
+    }
 }
 
 impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Dispatch({}::{}, {:?})",
+            "Dispatch({}::{}, {:?}, {} launches)",
             self.kernel.shader.file(),
             self.kernel.entry,
-            self.workgroups
+            self.workgroups(),
+            self.steps.len()
         )
     }
 }
@@ -44,17 +77,45 @@ impl Dispatch {
         self.kernel
     }
 
-    /// Workgroup counts.
+    /// Workgroup counts (of the first launch of the main kernel, for a chain).
     pub fn workgroups(&self) -> [u32; 3] {
-        self.workgroups
+        self.steps
+            .iter()
+            .find(|s| s.kernel == self.kernel)
+            .or(self.steps.first())
+            .map_or([0; 3], |s| s.workgroups)
     }
 
-    /// Records the launch into an open compute pass.
+    /// Number of launches this dispatch records.
+    pub fn launches(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Records the launches, in order, into an open compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let [x, y, z] = self.workgroups;
-        pass.dispatch_workgroups(x, y, z);
+        for s in &self.steps {
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            let [x, y, z] = s.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+
+    /// Joins `parts` into one dispatch that records them in order, named after `main` (the
+    /// kernel that does the operation's work; packing and other preparation may surround it).
+    pub fn chain(main: Kernel, parts: Vec<Dispatch>) -> Dispatch {
+        let mut d = Dispatch {
+            kernel: main,
+            steps: Vec::new(),
+            _tensors: Vec::new(),
+            _params: Vec::new(),
+        };
+        for p in parts {
+            d.steps.extend(p.steps);
+            d._tensors.extend(p._tensors);
+            d._params.extend(p._params);
+        }
+        d
     }
 }
 
@@ -66,6 +127,21 @@ impl GpuContext {
         kernel: Kernel,
         params: &P,
         bindings: &[(u32, &Tensor)],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let bound: Vec<(u32, Binding)> = bindings
+            .iter()
+            .map(|&(b, t)| (b, Binding::Storage(t)))
+            .collect();
+        self.dispatch_bound(kernel, params, &bound, workgroups)
+    }
+
+    /// [`GpuContext::dispatch`] with each tensor bound whole as storage or as a uniform window.
+    pub fn dispatch_bound<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        params: &P,
+        bindings: &[(u32, Binding)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let limits = self.limits();
@@ -80,7 +156,24 @@ impl GpuContext {
             .into());
         }
         let max_bind = limits.max_storage_buffer_binding_size;
-        for (_, t) in bindings {
+        for (_, b) in bindings {
+            let t = b.tensor();
+            if let Binding::Uniform { offset, size, .. } = *b {
+                let max = limits.max_uniform_buffer_binding_size;
+                let align = u64::from(limits.min_uniform_buffer_offset_alignment);
+                if size == 0 || size > max || offset % align != 0 || offset + size > t.byte_size() {
+                    return Err(Error::shape(
+                        "dispatch",
+                        format!(
+                            "uniform window of {size} bytes at {offset} in a {}-byte tensor \
+                             bound to {} (limit {max} bytes, offsets aligned to {align})",
+                            t.byte_size(),
+                            kernel.entry
+                        ),
+                    ));
+                }
+                continue;
+            }
             if t.byte_size() > max_bind {
                 return Err(GpuError::TooLarge {
                     what: format!("a {:?} tensor bound to {}", t.shape(), kernel.entry),
@@ -111,13 +204,17 @@ impl GpuContext {
                 binding: 0,
                 resource: params_buffer.as_entire_binding(),
             }];
-            for (binding, t) in bindings {
+            for (binding, b) in bindings {
+                let (offset, size) = match *b {
+                    Binding::Storage(t) => (0, t.byte_size()),
+                    Binding::Uniform { offset, size, .. } => (offset, size),
+                };
                 entries.push(wgpu::BindGroupEntry {
                     binding: *binding,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: t.buffer(),
-                        offset: 0,
-                        size: NonZeroU64::new(t.byte_size()),
+                        buffer: b.tensor().buffer(),
+                        offset,
+                        size: NonZeroU64::new(size),
                     }),
                 });
             }
@@ -130,11 +227,14 @@ impl GpuContext {
         })?;
         Ok(Dispatch {
             kernel,
-            pipeline,
-            bind_group,
-            workgroups,
-            _tensors: bindings.iter().map(|(_, t)| (*t).clone()).collect(),
-            _params: params_buffer,
+            steps: vec![Step {
+                kernel,
+                pipeline,
+                bind_group,
+                workgroups,
+            }],
+            _tensors: bindings.iter().map(|(_, b)| b.tensor().clone()).collect(),
+            _params: vec![params_buffer],
         })
     }
 

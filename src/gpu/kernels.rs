@@ -17,12 +17,18 @@ const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 pub enum Shader {
     /// `conv2d.wgsl`: convolution forward, backward to input, weight and bias.
     Conv2d,
+    /// `conv2d_windows.wgsl`: 3x3 convolution through uniform windows, for CPU drivers with
+    /// 8-lane subgroups (needs the `SUBGROUP` feature).
+    Conv2dWindows,
     /// `relu.wgsl`: ReLU forward and its standard, guided and deconvnet backward rules.
     Relu,
     /// `pool.wgsl`: max, average, adaptive average and global average pooling.
     Pool,
     /// `linear.wgsl`: dense layers.
     Linear,
+    /// `linear_windows.wgsl`: dense layers through uniform windows, for CPU drivers with
+    /// 8-lane subgroups (needs the `SUBGROUP` feature).
+    LinearWindows,
     /// `elementwise.wgsl`: residual add, scale/add/clamp, batch-norm affine.
     Elementwise,
     /// `softmax.wgsl`: softmax and log-softmax over the last axis.
@@ -47,11 +53,13 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Conv2d,
+        Shader::Conv2dWindows,
         Shader::Relu,
         Shader::Pool,
         Shader::Linear,
+        Shader::LinearWindows,
         Shader::Elementwise,
         Shader::Softmax,
         Shader::Reduce,
@@ -68,9 +76,11 @@ impl Shader {
     pub fn file(self) -> &'static str {
         match self {
             Shader::Conv2d => "conv2d.wgsl",
+            Shader::Conv2dWindows => "conv2d_windows.wgsl",
             Shader::Relu => "relu.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Linear => "linear.wgsl",
+            Shader::LinearWindows => "linear_windows.wgsl",
             Shader::Elementwise => "elementwise.wgsl",
             Shader::Softmax => "softmax.wgsl",
             Shader::Reduce => "reduce.wgsl",
@@ -87,9 +97,11 @@ impl Shader {
     fn body(self) -> &'static str {
         match self {
             Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
+            Shader::Conv2dWindows => include_str!("../../shaders/conv2d_windows.wgsl"),
             Shader::Relu => include_str!("../../shaders/relu.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
+            Shader::LinearWindows => include_str!("../../shaders/linear_windows.wgsl"),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
@@ -100,6 +112,14 @@ impl Shader {
             Shader::Render => include_str!("../../shaders/render.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Spectral => include_str!("../../shaders/spectral.wgsl"),
+        }
+    }
+
+    /// Device features the file's module needs.
+    pub fn required_features(self) -> wgpu::Features {
+        match self {
+            Shader::Conv2dWindows | Shader::LinearWindows => wgpu::Features::SUBGROUP,
+            _ => wgpu::Features::empty(),
         }
     }
 
@@ -196,6 +216,14 @@ impl KernelRegistry {
     }
 
     fn module(&self, ctx: &GpuContext, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        let missing = shader.required_features() - ctx.device().features();
+        if !missing.is_empty() {
+            return Err(GpuError::Shader {
+                file: shader.file(),
+                message: format!("the device lacks the features {missing:?} this file needs"),
+            }
+            .into());
+        }
         get_or_create(&slot(&self.modules, shader), || {
             let source = shader.source();
             ctx.scoped(&format!("compiling {}", shader.file()), || {
@@ -219,15 +247,20 @@ pub fn validate_shader(shader: Shader) -> Result<()> {
         file,
         message: e.emit_to_string_with_path(&source, &path),
     })?;
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .map_err(|e| GpuError::Shader {
-        file,
-        message: e.emit_to_string_with_path(&source, &path),
-    })?;
+    let capabilities = if shader
+        .required_features()
+        .contains(wgpu::Features::SUBGROUP)
+    {
+        naga::valid::Capabilities::SUBGROUP
+    } else {
+        naga::valid::Capabilities::empty()
+    };
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .map_err(|e| GpuError::Shader {
+            file,
+            message: e.emit_to_string_with_path(&source, &path),
+        })?;
     let registered: Vec<&str> = all_kernels()
         .into_iter()
         .filter(|k| k.shader == shader)

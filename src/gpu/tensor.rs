@@ -16,7 +16,9 @@ pub enum DType {
     U32,
 }
 
+// UNIFORM: the conv kernels for CPU drivers read packed operands through uniform windows.
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::UNIFORM)
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 

@@ -14,8 +14,9 @@ use crate::model::fold::{fold_batchnorm_into_conv, BatchNormParams};
 use crate::model::preprocess::Preprocess;
 use crate::model::spec::{BatchNormNames, GraphSpec, LayerOp, GRAPH_METADATA_KEY, INPUT};
 use crate::model::weights::{ModelError, Weights};
-use crate::ops::conv2d::{conv2d_output_shape, Conv2dConfig};
+use crate::ops::conv2d::{conv2d_output_shape, Conv2dConfig, Conv2dWeightCache};
 use crate::ops::elementwise::batchnorm_to_affine;
+use crate::ops::linear::LinearWeightCache;
 use crate::ops::pool::{
     avgpool2d_output_shape, maxpool2d_output_shape, AvgPool2dConfig, MaxPool2dConfig,
 };
@@ -35,6 +36,8 @@ pub(crate) struct LinearBlock {
     pub w: Tensor,
     pub b: Option<Tensor>,
     pub offset: usize,
+    /// Kernel-ready copies of `w` (the windows variant's packs), made once.
+    pub packs: Arc<LinearWeightCache>,
 }
 
 /// A layer as the GPU runs it.
@@ -44,6 +47,9 @@ pub(crate) enum NodeOp {
         w: Tensor,
         b: Option<Tensor>,
         cfg: Conv2dConfig,
+        /// Kernel-ready copies of `w` (the windows variant's packs), made once: a model's
+        /// weights never change after loading.
+        packs: Arc<Conv2dWeightCache>,
     },
     /// A BatchNorm that could not be folded: `y = x * scale[c] + shift[c]`.
     Affine {
@@ -725,7 +731,8 @@ fn load_conv(
             )
         }
     };
-    Ok((NodeOp::Conv { w, b, cfg }, params))
+    let packs = Arc::default();
+    Ok((NodeOp::Conv { w, b, cfg, packs }, params))
 }
 
 /// Uploads a dense layer, in row blocks that each fit one storage binding.
@@ -773,6 +780,7 @@ fn load_linear(
             w,
             b,
             offset: start,
+            packs: Arc::default(),
         });
         start = end;
     }

@@ -8,11 +8,11 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, Dispatch, GpuContext, Tensor};
 use crate::model::graph::{LayerIndex, Model, NodeOp, Src};
 use crate::model::weights::ModelError;
-use crate::ops::conv2d::{conv2d_backward_input, conv2d_forward};
+use crate::ops::conv2d::{conv2d_backward_input_cached, conv2d_forward_cached};
 use crate::ops::elementwise::{
     add_backward, add_forward, batchnorm_affine_backward_input, batchnorm_affine_forward,
 };
-use crate::ops::linear::{linear_backward_input_rows, linear_forward_rows};
+use crate::ops::linear::{linear_backward_input_rows_cached, linear_forward_rows_cached};
 use crate::ops::pool::{
     adaptive_avgpool2d_backward, adaptive_avgpool2d_forward, avgpool2d_backward, avgpool2d_forward,
     maxpool2d_backward, maxpool2d_forward,
@@ -79,9 +79,9 @@ impl Model {
                 _ => {
                     let y = Tensor::empty(ctx, &shape, DType::F32).map_err(wrap)?;
                     match &node.op {
-                        NodeOp::Conv { w, b, cfg } => {
-                            dispatches.push(conv2d_forward(ctx, &y, x, w, b.as_ref(), cfg)?)
-                        }
+                        NodeOp::Conv { w, b, cfg, packs } => dispatches.push(
+                            conv2d_forward_cached(ctx, &y, x, w, b.as_ref(), cfg, packs)?,
+                        ),
                         NodeOp::Affine { scale, shift } => {
                             dispatches.push(batchnorm_affine_forward(ctx, &y, x, scale, shift)?)
                         }
@@ -99,13 +99,14 @@ impl Model {
                         }
                         NodeOp::Linear { blocks, .. } => {
                             for blk in blocks {
-                                dispatches.push(linear_forward_rows(
+                                dispatches.push(linear_forward_rows_cached(
                                     ctx,
                                     &y,
                                     x,
                                     &blk.w,
                                     blk.b.as_ref(),
                                     blk.offset,
+                                    &blk.packs,
                                 )?);
                             }
                         }
@@ -237,9 +238,9 @@ impl Model {
                     Src::Node(j) => &forward.acts[j],
                 };
                 match &node.op {
-                    NodeOp::Conv { w, cfg, .. } => {
-                        dispatches.push(conv2d_backward_input(ctx, dx, dy, w, cfg, acc)?)
-                    }
+                    NodeOp::Conv { w, cfg, packs, .. } => dispatches.push(
+                        conv2d_backward_input_cached(ctx, dx, dy, w, cfg, acc, packs)?,
+                    ),
                     NodeOp::Affine { scale, .. } => {
                         dispatches.push(batchnorm_affine_backward_input(ctx, dx, dy, scale, acc)?)
                     }
@@ -271,13 +272,14 @@ impl Model {
                     }
                     NodeOp::Linear { blocks, .. } => {
                         for (k, blk) in blocks.iter().enumerate() {
-                            dispatches.push(linear_backward_input_rows(
+                            dispatches.push(linear_backward_input_rows_cached(
                                 ctx,
                                 dx,
                                 dy,
                                 &blk.w,
                                 blk.offset,
                                 acc || k > 0,
+                                &blk.packs,
                             )?);
                         }
                     }

@@ -1,7 +1,11 @@
 //! 2-D convolution with `torch.nn.Conv2d` semantics (stride, zero padding, dilation, groups,
 //! optional bias): forward, backward to the input, backward to the weight and bias.
 //!
-//! Each pass picks one of three kernels (see `shaders/conv2d.wgsl`):
+//! Each pass picks one of four kernels (see `shaders/conv2d.wgsl`):
+//! - the windows kernels (`shaders/conv2d_windows.wgsl`, [`crate::ops::conv2d_windows`]) for
+//!   3x3, unit stride and dilation, one group, padding up to 2, on adapters with fixed 8-lane
+//!   subgroups (lavapipe): both operands packed into 64 KiB uniform-buffer windows, whose
+//!   loads lavapipe vectorizes; 3x faster than the row kernels there;
 //! - row kernels when Kw == 3 with unit stride and dilation along W (forward and backward to
 //!   the input also need them along H): VGG's and ResNet's 3x3 layers; each loaded row of
 //!   values feeds all three taps, and 12 (8) channels x 3 rows x 16 columns per thread;
@@ -9,12 +13,15 @@
 //! - a direct kernel, one thread per output element.
 //!
 //! Forward and backward to the input choose per adapter ([`select_conv2d_variant`]): on CPU
-//! adapters (lavapipe) rows where they apply, else tiled with two or more channels per group,
-//! else direct; on GPUs the variant with the most outputs per thread that still launches
-//! enough threads to fill the chip. `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces a variant
-//! wherever it applies and `CNNVIS_CONV_MIN_THREADS=N` sets the GPU thread target (both read
-//! once per process); [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force
-//! one per call. Backward-weight picks from the shapes alone.
+//! adapters (lavapipe) windows where the context runs it and the shape fits, else rows where
+//! they apply, else tiled with two or more channels per group, else direct; on GPUs the
+//! variant with the most outputs per thread that still launches enough threads to fill the
+//! chip. [`conv2d_forward_cached`] and [`conv2d_backward_input_cached`] keep the windows
+//! kernels' packed weights in a [`Conv2dWeightCache`] (a model does, per layer).
+//! `CNNVIS_CONV_VARIANT=windows|rows|tiled|direct` forces a variant wherever it applies and
+//! `CNNVIS_CONV_MIN_THREADS=N` sets the GPU thread target (both read once per process);
+//! [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force one per call.
+//! Backward-weight picks from the shapes alone.
 //!
 //! Autotuning: on GPU adapters, the first time a forward or backward-to-input dispatch is built
 //! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct
@@ -32,7 +39,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
-use crate::ops::{expect_dtype, expect_shape};
+pub use crate::ops::conv2d_windows::Conv2dWeightCache;
+use crate::ops::conv2d_windows::{self as windows, WindowPlan};
+use crate::ops::{expect_dtype, expect_shape, to_i32};
 
 const FORWARD: Kernel = Kernel::new(Shader::Conv2d, "conv2d_forward");
 const FORWARD_TILED: Kernel = Kernel::new(Shader::Conv2d, "conv2d_forward_tiled");
@@ -215,6 +224,36 @@ impl Geometry {
     fn rows(&self) -> bool {
         self.row3() && self.cfg.stride[0] == 1 && self.cfg.dilation[0] == 1
     }
+    /// The windows variant's plan for `pass`, where its shape rules hold: 3x3, unit stride and
+    /// dilation, one group, padding at most 2, and the operands fit its windows.
+    fn window_plan(&self, pass: Conv2dPass) -> Option<WindowPlan> {
+        let c = &self.cfg;
+        if self.kh != 3
+            || self.kw != 3
+            || c.stride != [1, 1]
+            || c.dilation != [1, 1]
+            || c.groups != 1
+        {
+            return None;
+        }
+        let plan = match pass {
+            Conv2dPass::Forward => {
+                WindowPlan::new([self.n, self.cin, self.h, self.w], self.cout, c.padding)?
+            }
+            Conv2dPass::BackwardInput => {
+                let pad = [
+                    2usize.checked_sub(c.padding[0])?,
+                    2usize.checked_sub(c.padding[1])?,
+                ];
+                WindowPlan::new([self.n, self.cout, self.ho, self.wo], self.cin, pad)?
+            }
+        };
+        let expect = match pass {
+            Conv2dPass::Forward => self.y_shape(),
+            Conv2dPass::BackwardInput => [self.n, self.cin, self.h, self.w],
+        };
+        (plan.target_shape() == expect).then_some(plan)
+    }
     /// Length of a weight row: Cin/groups * Kh * Kw.
     fn k(&self) -> usize {
         self.cin_g() * self.kh * self.kw
@@ -255,10 +294,6 @@ impl Geometry {
             ..Default::default()
         })
     }
-}
-
-fn to_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} exceeds i32")))
 }
 
 fn geometry(op: &'static str, x: &[usize], w: &[usize], cfg: &Conv2dConfig) -> Result<Geometry> {
@@ -364,32 +399,41 @@ pub enum Conv2dVariant {
     /// Row blocks (12 channels forward, 8 backward, x 3 rows x 16 columns per thread); only for
     /// Kw == 3 with unit stride and dilation in both dimensions.
     Rows,
+    /// Packed operands read through 64 KiB uniform windows, 8-lane subgroups sharing inputs
+    /// (3 rows x 8 columns of one channel per lane; `conv2d_windows`): 3x3, unit stride and
+    /// dilation, one group, padding up to 2, on adapters with fixed 8-lane subgroups
+    /// (lavapipe).
+    Windows,
 }
 
 impl Conv2dVariant {
     /// Every variant, fewest outputs per thread first.
-    pub const ALL: [Conv2dVariant; 3] = [
+    pub const ALL: [Conv2dVariant; 4] = [
         Conv2dVariant::Direct,
+        Conv2dVariant::Windows,
         Conv2dVariant::Tiled,
         Conv2dVariant::Rows,
     ];
 
-    /// Parses `direct` (or `naive`), `tiled` or `rows`, as `CNNVIS_CONV_VARIANT` takes them.
+    /// Parses `direct` (or `naive`), `tiled`, `rows` or `windows`, as `CNNVIS_CONV_VARIANT`
+    /// takes them.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "direct" | "naive" => Some(Conv2dVariant::Direct),
             "tiled" => Some(Conv2dVariant::Tiled),
             "rows" => Some(Conv2dVariant::Rows),
+            "windows" => Some(Conv2dVariant::Windows),
             _ => None,
         }
     }
 
-    /// Lower-case name (`direct`, `tiled`, `rows`).
+    /// Lower-case name (`direct`, `tiled`, `rows`, `windows`).
     pub fn name(self) -> &'static str {
         match self {
             Conv2dVariant::Direct => "direct",
             Conv2dVariant::Tiled => "tiled",
             Conv2dVariant::Rows => "rows",
+            Conv2dVariant::Windows => "windows",
         }
     }
 
@@ -399,6 +443,7 @@ impl Conv2dVariant {
             "conv2d_forward" | "conv2d_backward_input" => Some(Conv2dVariant::Direct),
             "conv2d_forward_tiled" | "conv2d_backward_input_tiled" => Some(Conv2dVariant::Tiled),
             "conv2d_forward_rows" | "conv2d_backward_input_rows" => Some(Conv2dVariant::Rows),
+            _ if windows::is_conv_kernel(kernel) => Some(Conv2dVariant::Windows),
             _ => None,
         }
     }
@@ -410,6 +455,7 @@ impl Conv2dVariant {
             (Conv2dVariant::Tiled, _) => TILE_C * TILE_P,
             (Conv2dVariant::Rows, Conv2dPass::Forward) => ROW_C * ROW_Y * ROW_P,
             (Conv2dVariant::Rows, Conv2dPass::BackwardInput) => ROW_C_BWI * ROW_Y * ROW_P,
+            (Conv2dVariant::Windows, _) => 24,
         }
     }
 }
@@ -421,6 +467,13 @@ pub enum Conv2dPass {
     Forward,
     /// `conv2d_backward_input`.
     BackwardInput,
+}
+
+/// Whether `ctx` can run [`Conv2dVariant::Windows`] at all (fixed 8-lane subgroups with the
+/// `SUBGROUP` feature, 15 uniform bindings of 64 KiB); where it can, the shape rules of
+/// [`conv2d_variant_threads`] decide.
+pub fn conv2d_windows_supported(ctx: &GpuContext) -> bool {
+    windows::supported(ctx)
 }
 
 /// Threads `variant` launches for `pass` on input shape `x` and weight shape `w`; `None` where
@@ -442,7 +495,8 @@ pub fn conv2d_variant_threads(
 /// The variant `conv2d_forward` / `conv2d_backward_input` pick for these shapes on an adapter
 /// of type `device`, without `CNNVIS_CONV_VARIANT` / `CNNVIS_CONV_MIN_THREADS`. CPU adapters
 /// (lavapipe): rows where they apply, else tiled with at least two channels per group, else
-/// direct. Other adapters: among the variants whose accumulators fit a GPU thread (not rows),
+/// direct (a context that runs the windows kernels takes them first where they apply; see
+/// [`conv2d_windows_supported`]: this shape-only rule cannot know). Other adapters: among the variants whose accumulators fit a GPU thread (not rows),
 /// the one with the most outputs per thread that still launches `GPU_TARGET_THREADS` (8192)
 /// threads, else the one launching the most.
 pub fn select_conv2d_variant(
@@ -478,6 +532,7 @@ fn variant_threads(g: &Geometry, pass: Conv2dPass, v: Conv2dVariant) -> Option<u
             };
             groups * ch.div_ceil(rc) * g.n * h.div_ceil(ROW_Y) * w.div_ceil(ROW_P)
         }),
+        Conv2dVariant::Windows => g.window_plan(pass).map(|p| p.threads()),
     }
 }
 
@@ -503,6 +558,7 @@ fn choose_variant(
     let candidates: Vec<(Conv2dVariant, usize)> = Conv2dVariant::ALL
         .into_iter()
         .filter(|&v| v.outputs_per_thread(pass) <= GPU_MAX_OUTPUTS_PER_THREAD)
+        .filter(|&v| v != Conv2dVariant::Windows)
         .filter(|&v| v != Conv2dVariant::Tiled || tiled_ok)
         .filter_map(|v| Some((v, variant_threads(g, pass, v)?)))
         .collect();
@@ -545,11 +601,10 @@ fn overrides() -> &'static Overrides {
             match Conv2dVariant::parse(&v) {
                 Some(v) => o.variant = Some(v),
                 None if v.trim().is_empty() || v.trim() == "auto" => {}
-                None => {
-                    o.error = Some(format!(
-                        "CNNVIS_CONV_VARIANT={v:?} is not one of auto, rows, tiled, direct (naive)"
-                    ))
-                }
+                None => o.error = Some(format!(
+                    "CNNVIS_CONV_VARIANT={v:?} is not one of auto, windows, rows, tiled, direct \
+                         (naive)"
+                )),
             }
         }
         if let Ok(v) = std::env::var("CNNVIS_CONV_MIN_THREADS") {
@@ -577,6 +632,28 @@ fn pick_variant(
     pass: Conv2dPass,
     forced: Option<Conv2dVariant>,
 ) -> Result<Conv2dVariant> {
+    let windows_ok =
+        windows::supported(ctx) && variant_threads(g, pass, Conv2dVariant::Windows).is_some();
+    if forced == Some(Conv2dVariant::Windows) && !windows_ok {
+        return Err(Error::shape(
+            op,
+            if windows::supported(ctx) {
+                format!(
+                    "the windows variant needs a 3x3 kernel with unit stride and dilation, one \
+                     group, padding at most 2, and operands that fit its 64 KiB windows \
+                     ({:?}, kernel {}x{}, {} -> {} channels, {}x{})",
+                    g.cfg, g.kh, g.kw, g.cin, g.cout, g.h, g.w
+                )
+            } else {
+                format!(
+                    "the windows variant needs fixed 8-lane subgroups with the SUBGROUP feature \
+                     and 15 uniform bindings of 64 KiB; adapter {} has subgroup sizes {:?}",
+                    ctx.adapter(),
+                    ctx.adapter().subgroup_sizes
+                )
+            },
+        ));
+    }
     if let Some(v) = forced {
         return match variant_threads(g, pass, v) {
             Some(_) => Ok(v),
@@ -596,12 +673,17 @@ fn pick_variant(
         return Err(Error::shape(op, e.clone()));
     }
     if let Some(v) = o.variant {
-        if variant_threads(g, pass, v).is_some() {
+        if variant_threads(g, pass, v).is_some() && (v != Conv2dVariant::Windows || windows_ok) {
             return Ok(v);
         }
     }
     let device = ctx.adapter().device_type;
-    let rule = choose_variant(g, pass, device, o.min_threads);
+    // CPU drivers with 8-lane subgroups: the windows kernel wherever it applies.
+    let rule = if device == wgpu::DeviceType::Cpu && windows_ok {
+        Conv2dVariant::Windows
+    } else {
+        choose_variant(g, pass, device, o.min_threads)
+    };
     let mode = THREAD_AUTOTUNE
         .with(|m| m.get())
         .unwrap_or(match o.autotune {
@@ -618,7 +700,10 @@ fn pick_variant(
     if let Some(v) = cached {
         return Ok(v);
     }
-    let candidates = autotune_candidates(g, pass, device);
+    let mut candidates = autotune_candidates(g, pass, device);
+    if windows_ok {
+        candidates.push(Conv2dVariant::Windows);
+    }
     let (variant, timings_ms, error) = if candidates.len() < 2 {
         (
             candidates.first().copied().unwrap_or(rule),
@@ -746,7 +831,9 @@ pub fn conv2d_autotune_choices() -> Vec<Conv2dAutotuneEntry> {
 }
 
 /// The variants autotuning times for `pass` on an adapter of type `device`: those that apply,
-/// tiled only with two or more channels per group, rows only on CPU adapters.
+/// tiled only with two or more channels per group, rows only on CPU adapters. A context that
+/// runs [`Conv2dVariant::Windows`] ([`conv2d_windows_supported`]) also times that one where
+/// it applies.
 pub fn conv2d_autotune_candidates(
     pass: Conv2dPass,
     x: &[usize],
@@ -774,6 +861,7 @@ fn autotune_candidates(
                 || v.outputs_per_thread(pass) <= GPU_MAX_OUTPUTS_PER_THREAD
         })
         .filter(|&v| v != Conv2dVariant::Tiled || ch >= TILED_MIN_CHANNELS)
+        .filter(|&v| v != Conv2dVariant::Windows)
         .filter(|&v| variant_threads(g, pass, v).is_some())
         .collect()
 }
@@ -812,8 +900,10 @@ fn autotune(
     let mut timings = Vec::with_capacity(candidates.len());
     for &v in candidates {
         let d = match pass {
-            Conv2dPass::Forward => forward(ctx, Some(v), &y, &x, &w, None, &g.cfg)?,
-            Conv2dPass::BackwardInput => backward_input(ctx, Some(v), &x, &y, &w, &g.cfg, false)?,
+            Conv2dPass::Forward => forward(ctx, Some(v), &y, &x, &w, None, &g.cfg, None)?,
+            Conv2dPass::BackwardInput => {
+                backward_input(ctx, Some(v), &x, &y, &w, &g.cfg, false, None)?
+            }
         };
         submit(&d, 1)?;
         let once = submit(&d, 1)?;
@@ -845,7 +935,7 @@ fn tiled_grid(ctx: &GpuContext, threads: usize) -> Result<[u32; 3]> {
 /// autotuned at the shape's first use on GPUs (see the module docs; this build then blocks
 /// until earlier work finishes and times the candidates on scratch tensors), else follows
 /// [`select_conv2d_variant`] for the context's adapter; the environment variable
-/// `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces one wherever it applies (read once per
+/// `CNNVIS_CONV_VARIANT=windows|rows|tiled|direct` forces one wherever it applies (read once per
 /// process), and `CNNVIS_CONV_MIN_THREADS=N` replaces the GPU thread target of the rule.
 pub fn conv2d_forward(
     ctx: &GpuContext,
@@ -855,7 +945,22 @@ pub fn conv2d_forward(
     b: Option<&Tensor>,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
-    forward(ctx, None, y, x, w, b, cfg)
+    forward(ctx, None, y, x, w, b, cfg, None)
+}
+
+/// [`conv2d_forward`] keeping whatever the kernel prepares from `w` alone (the windows
+/// variant's packed weights) in `cache`, built now and reused by later calls: for weights that
+/// do not change, such as a loaded model's.
+pub fn conv2d_forward_cached(
+    ctx: &GpuContext,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    cfg: &Conv2dConfig,
+    cache: &Conv2dWeightCache,
+) -> Result<Dispatch> {
+    forward(ctx, None, y, x, w, b, cfg, Some(cache))
 }
 
 /// [`conv2d_forward`] with the kernel variant given; an error where it does not apply.
@@ -868,9 +973,10 @@ pub fn conv2d_forward_variant(
     b: Option<&Tensor>,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
-    forward(ctx, Some(variant), y, x, w, b, cfg)
+    forward(ctx, Some(variant), y, x, w, b, cfg, None)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn forward(
     ctx: &GpuContext,
     forced: Option<Conv2dVariant>,
@@ -879,6 +985,7 @@ fn forward(
     w: &Tensor,
     b: Option<&Tensor>,
     cfg: &Conv2dConfig,
+    cache: Option<&Conv2dWeightCache>,
 ) -> Result<Dispatch> {
     const OP: &str = "conv2d_forward";
     let g = geometry(OP, x.shape(), w.shape(), cfg)?;
@@ -902,6 +1009,12 @@ fn forward(
     params.has_bias = b.is_some() as i32;
     let bindings = [(1, x), (2, w), (3, bias), (4, y)];
     match pick_variant(ctx, OP, &g, Conv2dPass::Forward, forced)? {
+        Conv2dVariant::Windows => {
+            let plan = g
+                .window_plan(Conv2dPass::Forward)
+                .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
+            windows::build(ctx, &plan, y, x, w, b, false, false, cache)
+        }
         Conv2dVariant::Rows => {
             let blocks_c = g.cout_g().div_ceil(ROW_C);
             let segs = g.wo.div_ceil(ROW_P);
@@ -938,7 +1051,21 @@ pub fn conv2d_backward_input(
     cfg: &Conv2dConfig,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    backward_input(ctx, None, dx, dy, w, cfg, accumulate)
+    backward_input(ctx, None, dx, dy, w, cfg, accumulate, None)
+}
+
+/// [`conv2d_backward_input`] with packed weights kept in `cache` (see
+/// [`conv2d_forward_cached`]).
+pub fn conv2d_backward_input_cached(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    cfg: &Conv2dConfig,
+    accumulate: bool,
+    cache: &Conv2dWeightCache,
+) -> Result<Dispatch> {
+    backward_input(ctx, None, dx, dy, w, cfg, accumulate, Some(cache))
 }
 
 /// [`conv2d_backward_input`] with the kernel variant given; an error where it does not apply.
@@ -951,9 +1078,10 @@ pub fn conv2d_backward_input_variant(
     cfg: &Conv2dConfig,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    backward_input(ctx, Some(variant), dx, dy, w, cfg, accumulate)
+    backward_input(ctx, Some(variant), dx, dy, w, cfg, accumulate, None)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backward_input(
     ctx: &GpuContext,
     forced: Option<Conv2dVariant>,
@@ -962,6 +1090,7 @@ fn backward_input(
     w: &Tensor,
     cfg: &Conv2dConfig,
     accumulate: bool,
+    cache: Option<&Conv2dWeightCache>,
 ) -> Result<Dispatch> {
     const OP: &str = "conv2d_backward_input";
     let g = geometry(OP, dx.shape(), w.shape(), cfg)?;
@@ -973,6 +1102,12 @@ fn backward_input(
     params.accumulate = accumulate as i32;
     let bindings = [(2, w), (5, dy), (6, dx)];
     match pick_variant(ctx, OP, &g, Conv2dPass::BackwardInput, forced)? {
+        Conv2dVariant::Windows => {
+            let plan = g
+                .window_plan(Conv2dPass::BackwardInput)
+                .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
+            windows::build(ctx, &plan, dx, dy, w, None, true, accumulate, cache)
+        }
         Conv2dVariant::Rows => {
             let blocks_c = g.cin_g().div_ceil(ROW_C_BWI);
             let segs = g.w.div_ceil(ROW_P);

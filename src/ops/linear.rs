@@ -6,7 +6,63 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+pub use crate::ops::linear_windows::LinearWeightCache;
+use crate::ops::linear_windows::{self as windows, DenseOperands};
 use crate::ops::{expect_dtype, expect_rank, expect_shape, to_u32};
+
+/// Kernel families of the dense forward and backward-to-input passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinearVariant {
+    /// One thread per block of 4 rows x 4 outputs, weights from storage buffers; any adapter.
+    Storage,
+    /// Weights and inputs packed into uniform windows, 8-lane subgroups sharing inputs
+    /// (`linear_windows.wgsl`): adapters with fixed 8-lane subgroups (lavapipe), where it is
+    /// the automatic choice on CPU adapters.
+    Windows,
+}
+
+/// Whether `ctx` can run [`LinearVariant::Windows`].
+pub fn linear_windows_supported(ctx: &GpuContext) -> bool {
+    windows::supported(ctx)
+}
+
+/// The variant a pass runs: `forced`, else windows on CPU adapters that run it.
+fn pick(
+    ctx: &GpuContext,
+    op: &'static str,
+    forced: Option<LinearVariant>,
+) -> Result<LinearVariant> {
+    let ok = windows::supported(ctx);
+    match forced {
+        Some(LinearVariant::Windows) if !ok => Err(Error::shape(
+            op,
+            format!(
+                "the windows variant needs fixed 8-lane subgroups with the SUBGROUP feature and \
+                 14 uniform bindings of 64 KiB; adapter {} has subgroup sizes {:?}",
+                ctx.adapter(),
+                ctx.adapter().subgroup_sizes
+            ),
+        )),
+        Some(v) => Ok(v),
+        None if ok && ctx.adapter().device_type == wgpu::DeviceType::Cpu => {
+            Ok(LinearVariant::Windows)
+        }
+        None => Ok(LinearVariant::Storage),
+    }
+}
+
+impl LinearVariant {
+    /// The variant a dense forward or backward-to-input kernel entry point belongs to.
+    pub fn of_kernel(kernel: Kernel) -> Option<Self> {
+        if windows::is_product_kernel(kernel) {
+            Some(LinearVariant::Windows)
+        } else if [FORWARD, FORWARD_VEC4, BACKWARD_INPUT, BACKWARD_INPUT_VEC4].contains(&kernel) {
+            Some(LinearVariant::Storage)
+        } else {
+            None
+        }
+    }
+}
 
 const FORWARD: Kernel = Kernel::new(Shader::Linear, "linear_forward");
 const FORWARD_VEC4: Kernel = Kernel::new(Shader::Linear, "linear_forward_vec4");
@@ -132,6 +188,46 @@ pub fn linear_forward_rows(
     b: Option<&Tensor>,
     offset: usize,
 ) -> Result<Dispatch> {
+    forward_rows(ctx, None, y, x, w, b, offset, None)
+}
+
+/// [`linear_forward_rows`] keeping the windows variant's packed weights in `cache` (made now,
+/// reused by later calls): for weights that never change, such as a loaded model's.
+pub fn linear_forward_rows_cached(
+    ctx: &GpuContext,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    offset: usize,
+    cache: &LinearWeightCache,
+) -> Result<Dispatch> {
+    forward_rows(ctx, None, y, x, w, b, offset, Some(cache))
+}
+
+/// [`linear_forward`] with the kernel variant given; an error where the adapter lacks it.
+pub fn linear_forward_variant(
+    ctx: &GpuContext,
+    variant: LinearVariant,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<Dispatch> {
+    forward_rows(ctx, Some(variant), y, x, w, b, 0, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_rows(
+    ctx: &GpuContext,
+    forced: Option<LinearVariant>,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    offset: usize,
+    cache: Option<&LinearWeightCache>,
+) -> Result<Dispatch> {
     const OP: &str = "linear_forward";
     let (n, k) = flat_rows(OP, "x", x)?;
     let (m, kw) = weight_dims(OP, "w", w)?;
@@ -158,6 +254,20 @@ pub fn linear_forward_rows(
         ));
     }
     let block = row_block(OP, m, offset, sy[1])?;
+    if pick(ctx, OP, forced)? == LinearVariant::Windows {
+        let ops = DenseOperands {
+            t: y,
+            t_stride: sy[1],
+            t_offset: offset,
+            s: x,
+            s_stride: k,
+            s_offset: 0,
+            w,
+            bias: b,
+            n,
+        };
+        return windows::build(ctx, &ops, m, k, false, false, cache);
+    }
     let params = params(OP, n, k, m, b.is_some(), false, block)?;
     let placeholder;
     let bias = match b {
@@ -205,6 +315,46 @@ pub fn linear_backward_input_rows(
     offset: usize,
     accumulate: bool,
 ) -> Result<Dispatch> {
+    backward_input_rows(ctx, None, dx, dy, w, offset, accumulate, None)
+}
+
+/// [`linear_backward_input_rows`] with the windows variant's packed weights kept in `cache`
+/// (see [`linear_forward_rows_cached`]).
+pub fn linear_backward_input_rows_cached(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    offset: usize,
+    accumulate: bool,
+    cache: &LinearWeightCache,
+) -> Result<Dispatch> {
+    backward_input_rows(ctx, None, dx, dy, w, offset, accumulate, Some(cache))
+}
+
+/// [`linear_backward_input`] with the kernel variant given; an error where the adapter lacks it.
+pub fn linear_backward_input_variant(
+    ctx: &GpuContext,
+    variant: LinearVariant,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    backward_input_rows(ctx, Some(variant), dx, dy, w, 0, accumulate, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_input_rows(
+    ctx: &GpuContext,
+    forced: Option<LinearVariant>,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    offset: usize,
+    accumulate: bool,
+    cache: Option<&LinearWeightCache>,
+) -> Result<Dispatch> {
     const OP: &str = "linear_backward_input";
     let (m, k) = weight_dims(OP, "w", w)?;
     expect_dtype(OP, "dy", dy, DType::F32)?;
@@ -222,6 +372,20 @@ pub fn linear_backward_input_rows(
                 w.shape()
             ),
         ));
+    }
+    if pick(ctx, OP, forced)? == LinearVariant::Windows {
+        let ops = DenseOperands {
+            t: dx,
+            t_stride: k,
+            t_offset: 0,
+            s: dy,
+            s_stride: sdy[1],
+            s_offset: offset,
+            w,
+            bias: None,
+            n,
+        };
+        return windows::build(ctx, &ops, k, m, true, accumulate, cache);
     }
     let params = params(OP, n, k, m, false, accumulate, block)?;
     let threads = k.div_ceil(4) * n.div_ceil(4);

@@ -2,9 +2,11 @@
 //! of its forward pass and its backward passes `(dinp, dweight, dbias, dout, saved...)`.
 
 pub mod conv2d;
+pub mod conv2d_windows;
 pub mod elementwise;
 pub mod fma_peak;
 pub mod linear;
+pub mod linear_windows;
 pub mod pool;
 pub mod random;
 pub mod reduce;
@@ -17,15 +19,22 @@ use crate::gpu::{DType, Kernel, Tensor};
 /// The kernel list of every ops module, for the registry's validation.
 pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[
     conv2d::KERNELS,
+    conv2d_windows::KERNELS,
     elementwise::KERNELS,
     fma_peak::KERNELS,
     linear::KERNELS,
+    linear_windows::KERNELS,
     pool::KERNELS,
     random::KERNELS,
     reduce::KERNELS,
     relu::KERNELS,
     softmax::KERNELS,
 ];
+
+/// `v` as an i32 kernel parameter, or an error naming `what` when it does not fit.
+pub(crate) fn to_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} exceeds i32")))
+}
 
 /// Checks that `t` has exactly `shape`.
 pub(crate) fn expect_shape(

@@ -8,6 +8,8 @@ use crate::ops::{expect_dtype, expect_rank, expect_shape, to_u32};
 
 const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "maxpool2d_forward");
 const MAX_BACKWARD: Kernel = Kernel::new(Shader::Pool, "maxpool2d_backward");
+const MAX_FORWARD_2X2: Kernel = Kernel::new(Shader::Pool, "maxpool2d_forward_2x2");
+const MAX_BACKWARD_2X2: Kernel = Kernel::new(Shader::Pool, "maxpool2d_backward_2x2");
 const AVG_FORWARD: Kernel = Kernel::new(Shader::Pool, "avgpool2d_forward");
 const AVG_BACKWARD: Kernel = Kernel::new(Shader::Pool, "avgpool2d_backward");
 const ADAPTIVE_FORWARD: Kernel = Kernel::new(Shader::Pool, "adaptive_avgpool2d_forward");
@@ -21,6 +23,8 @@ const GLOBAL_BACKWARD: Kernel = Kernel::new(Shader::Pool, "global_avgpool_backwa
 pub const KERNELS: &[Kernel] = &[
     MAX_FORWARD,
     MAX_BACKWARD,
+    MAX_FORWARD_2X2,
+    MAX_BACKWARD_2X2,
     AVG_FORWARD,
     AVG_BACKWARD,
     ADAPTIVE_FORWARD,
@@ -365,12 +369,28 @@ pub fn maxpool2d_forward(
         y.numel(),
         [cfg.kernel, cfg.stride, cfg.padding, cfg.dilation],
     )?;
+    let kernel = if tiles_2x2(shape4(x), out, cfg) {
+        MAX_FORWARD_2X2
+    } else {
+        MAX_FORWARD
+    };
     ctx.dispatch(
-        MAX_FORWARD,
+        kernel,
         &params,
         &[(1, x), (2, y), (3, argmax)],
         ctx.grid_1d(y.numel())?,
     )
+}
+
+/// Whether `cfg` is VGG's pool (2x2, stride 2, no padding or dilation) over an input its
+/// windows tile exactly: the `_2x2` kernels, one thread per output, apply.
+fn tiles_2x2(input: [usize; 4], out: [usize; 4], cfg: &MaxPool2dConfig) -> bool {
+    cfg.kernel == [2, 2]
+        && cfg.stride == [2, 2]
+        && cfg.padding == [0, 0]
+        && cfg.dilation == [1, 1]
+        && input[2] == 2 * out[2]
+        && input[3] == 2 * out[3]
 }
 
 /// Gradient of a max pool to its input: each `dy` goes to the cell its window's `argmax`
@@ -400,6 +420,15 @@ pub fn maxpool2d_backward(
         [cfg.kernel, cfg.stride, cfg.padding, cfg.dilation],
     )?;
     params.accumulate = accumulate as u32;
+    if tiles_2x2(shape4(dx), out, cfg) {
+        params.n = to_u32(OP, "outputs", dy.numel())?;
+        return ctx.dispatch(
+            MAX_BACKWARD_2X2,
+            &params,
+            &[(4, dy), (5, dx), (6, argmax)],
+            ctx.grid_1d(dy.numel())?,
+        );
+    }
     ctx.dispatch(
         MAX_BACKWARD,
         &params,

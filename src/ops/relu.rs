@@ -12,6 +12,10 @@ const BACKWARD_DECONV: Kernel = Kernel::new(Shader::Relu, "relu_backward_deconv"
 const REDIRECT_RESET: Kernel = Kernel::new(Shader::Relu, "relu_redirect_reset");
 const REDIRECT_MARK: Kernel = Kernel::new(Shader::Relu, "relu_redirect_mark");
 const BACKWARD_REDIRECTED: Kernel = Kernel::new(Shader::Relu, "relu_backward_redirected");
+const FORWARD_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_forward_vec4");
+const BACKWARD_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_backward_vec4");
+const BACKWARD_GUIDED_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_backward_guided_vec4");
+const BACKWARD_DECONV_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_backward_deconv_vec4");
 
 /// Kernels of this family.
 pub const KERNELS: &[Kernel] = &[
@@ -22,6 +26,10 @@ pub const KERNELS: &[Kernel] = &[
     REDIRECT_RESET,
     REDIRECT_MARK,
     BACKWARD_REDIRECTED,
+    FORWARD_VEC4,
+    BACKWARD_VEC4,
+    BACKWARD_GUIDED_VEC4,
+    BACKWARD_DECONV_VEC4,
 ];
 
 /// Which rule carries a gradient back through a ReLU.
@@ -55,13 +63,18 @@ const _: () = assert!(std::mem::size_of::<ReluParams>() == 16);
 pub fn relu_forward(ctx: &GpuContext, y: &Tensor, x: &Tensor) -> Result<Dispatch> {
     expect_dtype("relu_forward", "x", x, DType::F32)?;
     expect_shape("relu_forward", "y", y, x.shape())?;
+    let vec4 = x.numel().is_multiple_of(4);
+    let n = if vec4 { x.numel() / 4 } else { x.numel() };
     let params = ReluParams {
-        n: to_u32("relu_forward", "numel", x.numel())?,
+        n: to_u32("relu_forward", "numel", n)?,
         accumulate: 0,
         inner: 0,
         batch: 0,
     };
-    ctx.dispatch(FORWARD, &params, &[(1, x), (2, y)], ctx.grid_1d(x.numel())?)
+    if vec4 {
+        return ctx.dispatch(FORWARD_VEC4, &params, &[(6, x), (7, y)], ctx.grid_1d(n)?);
+    }
+    ctx.dispatch(FORWARD, &params, &[(1, x), (2, y)], ctx.grid_1d(n)?)
 }
 
 /// Gradient to the input of a ReLU under `rule`; `x` is the forward input. With `accumulate`
@@ -77,13 +90,36 @@ pub fn relu_backward(
     expect_dtype("relu_backward", "dy", dy, DType::F32)?;
     expect_shape("relu_backward", "dy", dy, x.shape())?;
     expect_shape("relu_backward", "dx", dx, x.shape())?;
+    // Tensors of 4k elements run 4 per thread (the _vec4 kernels, bindings 6..9).
+    let vec4 = x.numel().is_multiple_of(4);
+    let n = if vec4 { x.numel() / 4 } else { x.numel() };
     let params = ReluParams {
-        n: to_u32("relu_backward", "numel", x.numel())?,
+        n: to_u32("relu_backward", "numel", n)?,
         accumulate: accumulate as u32,
         inner: 0,
         batch: 0,
     };
-    let grid = ctx.grid_1d(x.numel())?;
+    let grid = ctx.grid_1d(n)?;
+    if vec4 {
+        return match rule {
+            ReluRule::Redirected => Err(Error::shape(
+                "relu_backward",
+                "the redirected rule needs per-image flags: use relu_backward_redirected",
+            )),
+            ReluRule::Standard => {
+                ctx.dispatch(BACKWARD_VEC4, &params, &[(6, x), (8, dy), (9, dx)], grid)
+            }
+            ReluRule::Guided => ctx.dispatch(
+                BACKWARD_GUIDED_VEC4,
+                &params,
+                &[(6, x), (8, dy), (9, dx)],
+                grid,
+            ),
+            ReluRule::Deconvnet => {
+                ctx.dispatch(BACKWARD_DECONV_VEC4, &params, &[(8, dy), (9, dx)], grid)
+            }
+        };
+    }
     match rule {
         ReluRule::Redirected => Err(Error::shape(
             "relu_backward",
