@@ -219,6 +219,14 @@ const CASES: &[Case] = &[
         bias: false,
     },
     Case {
+        name: "windows 1x1: 3 source windows, 2 bands",
+        x: [1, 600, 12, 12],
+        cout: 40,
+        k: [1, 1],
+        cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+        bias: true,
+    },
+    Case {
         name: "kernel = padded input",
         x: [1, 4, 3, 4],
         cout: 5,
@@ -536,36 +544,41 @@ fn conv2d_every_variant_matches_cpu_reference() {
             .map(|(a, &b)| a + b as f64)
             .collect();
         for v in Conv2dVariant::ALL {
-            let applies = conv2d_variant_threads(Conv2dPass::Forward, v, &xs, &ws, &case.cfg)
-                .unwrap()
-                .is_some()
-                && (v != Conv2dVariant::Windows || conv2d_windows_supported(c));
+            let supported = v != Conv2dVariant::Windows || conv2d_windows_supported(c);
+            let applies = |pass| {
+                supported
+                    && conv2d_variant_threads(pass, v, &xs, &ws, &case.cfg)
+                        .unwrap()
+                        .is_some()
+            };
             let y = poisoned(&ys);
             let fwd = conv2d_forward_variant(c, v, &y, &x, &w, case.bias.then_some(&b), &case.cfg);
             let dx = poisoned(&xs);
             let bwi = conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, false);
-            if !applies {
-                assert!(
-                    fwd.is_err() && bwi.is_err(),
-                    "{}: {v:?} accepted",
-                    case.name
+            let name = format!("{} [{}]", case.name, v.name());
+            if !applies(Conv2dPass::Forward) {
+                assert!(fwd.is_err(), "{name}: forward accepted");
+            } else {
+                let fwd = fwd.unwrap();
+                assert_eq!(Conv2dVariant::of_kernel(fwd.kernel()), Some(v));
+                ran.insert(v.name());
+                run(&[&fwd]);
+                let terms = ws[1] * ws[2] * ws[3];
+                assert_close(
+                    &format!("forward {name}"),
+                    &download(&y),
+                    &want_y,
+                    atol(terms),
+                    1e-5,
                 );
+            }
+            if !applies(Conv2dPass::BackwardInput) {
+                assert!(bwi.is_err(), "{name}: backward-input accepted");
                 continue;
             }
-            let (fwd, bwi) = (fwd.unwrap(), bwi.unwrap());
-            assert_eq!(Conv2dVariant::of_kernel(fwd.kernel()), Some(v));
+            let bwi = bwi.unwrap();
             assert_eq!(Conv2dVariant::of_kernel(bwi.kernel()), Some(v));
-            ran.insert(v.name());
-            run(&[&fwd, &bwi]);
-            let name = format!("{} [{}]", case.name, v.name());
-            let terms = ws[1] * ws[2] * ws[3];
-            assert_close(
-                &format!("forward {name}"),
-                &download(&y),
-                &want_y,
-                atol(terms),
-                1e-5,
-            );
+            run(&[&bwi]);
             let terms = case.cout / case.cfg.groups * ws[2] * ws[3];
             assert_close(
                 &format!("backward-input {name}"),
@@ -1091,28 +1104,48 @@ fn conv2d_tiled_backward_matches_finite_differences() {
 #[test]
 fn conv2d_windows_backward_matches_finite_differences() {
     let _serial = serial();
-    let case = Case {
-        name: "fd windows",
-        x: [2, 9, 6, 10],
-        cout: 10,
-        k: [3, 3],
-        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
-        bias: true,
-    };
+    let cases = [
+        Case {
+            name: "fd windows 3x3",
+            x: [2, 9, 6, 10],
+            cout: 10,
+            k: [3, 3],
+            cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "fd windows 1x1",
+            x: [2, 11, 5, 7],
+            cout: 9,
+            k: [1, 1],
+            cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "fd windows 1x1 stride 2, odd size",
+            x: [1, 6, 7, 8],
+            cout: 5,
+            k: [1, 1],
+            cfg: cfg([2, 2], [0, 0], [1, 1], 1),
+            bias: false,
+        },
+    ];
     let c = ctx();
-    if conv2d_windows_supported(c) && std::env::var_os("CNNVIS_CONV_VARIANT").is_none() {
-        let (y, x, w) = (zeros(&case.y()), zeros(&case.x), zeros(&case.w()));
-        let d = conv2d_forward(c, &y, &x, &w, None, &case.cfg).unwrap();
-        let b = conv2d_backward_input(c, &x, &y, &w, &case.cfg, false).unwrap();
-        for d in [d, b] {
-            assert_eq!(
-                Conv2dVariant::of_kernel(d.kernel()),
-                Some(Conv2dVariant::Windows),
-                "{d:?}"
-            );
+    for (i, case) in cases.iter().enumerate() {
+        if conv2d_windows_supported(c) && std::env::var_os("CNNVIS_CONV_VARIANT").is_none() {
+            let (y, x, w) = (zeros(&case.y()), zeros(&case.x), zeros(&case.w()));
+            let d = conv2d_forward(c, &y, &x, &w, None, &case.cfg).unwrap();
+            let b = conv2d_backward_input(c, &x, &y, &w, &case.cfg, false).unwrap();
+            for d in [d, b] {
+                assert_eq!(
+                    Conv2dVariant::of_kernel(d.kernel()),
+                    Some(Conv2dVariant::Windows),
+                    "{d:?}"
+                );
+            }
         }
+        fd_case(case, 23 + i as u64);
     }
-    fd_case(&case, 23);
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub enum Shader {
     /// `conv2d_windows.wgsl`: 3x3 convolution through uniform windows, for CPU drivers with
     /// 8-lane subgroups (needs the `SUBGROUP` feature).
     Conv2dWindows,
+    /// `conv1x1_windows.wgsl`: 1x1 convolution through uniform windows (as above).
+    Conv1x1Windows,
     /// `relu.wgsl`: ReLU forward and its standard, guided and deconvnet backward rules.
     Relu,
     /// `pool.wgsl`: max, average, adaptive average and global average pooling.
@@ -53,9 +55,10 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Conv2d,
         Shader::Conv2dWindows,
+        Shader::Conv1x1Windows,
         Shader::Relu,
         Shader::Pool,
         Shader::Linear,
@@ -77,6 +80,7 @@ impl Shader {
         match self {
             Shader::Conv2d => "conv2d.wgsl",
             Shader::Conv2dWindows => "conv2d_windows.wgsl",
+            Shader::Conv1x1Windows => "conv1x1_windows.wgsl",
             Shader::Relu => "relu.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Linear => "linear.wgsl",
@@ -98,6 +102,7 @@ impl Shader {
         match self {
             Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Shader::Conv2dWindows => include_str!("../../shaders/conv2d_windows.wgsl"),
+            Shader::Conv1x1Windows => include_str!("../../shaders/conv1x1_windows.wgsl"),
             Shader::Relu => include_str!("../../shaders/relu.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
@@ -118,7 +123,9 @@ impl Shader {
     /// Device features the file's module needs.
     pub fn required_features(self) -> wgpu::Features {
         match self {
-            Shader::Conv2dWindows | Shader::LinearWindows => wgpu::Features::SUBGROUP,
+            Shader::Conv2dWindows | Shader::Conv1x1Windows | Shader::LinearWindows => {
+                wgpu::Features::SUBGROUP
+            }
             _ => wgpu::Features::empty(),
         }
     }

@@ -39,6 +39,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::ops::conv1x1_windows::{self as windows1, Px1Plan};
 pub use crate::ops::conv2d_windows::Conv2dWeightCache;
 use crate::ops::conv2d_windows::{self as windows, WindowPlan};
 use crate::ops::{expect_dtype, expect_shape, to_i32};
@@ -191,6 +192,45 @@ struct ConvParams {
 }
 const _: () = assert!(std::mem::size_of::<ConvParams>() == 112);
 
+/// The windows variant's plan: the 3x3 or the 1x1 kernels.
+#[derive(Debug, Clone, Copy)]
+enum WindowKind {
+    K3(WindowPlan),
+    K1(Px1Plan),
+}
+
+impl WindowKind {
+    fn threads(&self) -> usize {
+        match self {
+            WindowKind::K3(p) => p.threads(),
+            WindowKind::K1(p) => p.threads(),
+        }
+    }
+
+    /// The chained launches: `target = w' * source (+ bias)`; `flip` for backward to input.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        ctx: &GpuContext,
+        target: &Tensor,
+        source: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        flip: bool,
+        accumulate: bool,
+        cache: Option<&Conv2dWeightCache>,
+    ) -> Result<Dispatch> {
+        match self {
+            WindowKind::K3(p) => {
+                windows::build(ctx, p, target, source, w, bias, flip, accumulate, cache)
+            }
+            WindowKind::K1(p) => {
+                windows1::build(ctx, p, target, source, w, bias, flip, accumulate, cache)
+            }
+        }
+    }
+}
+
 /// Validated sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -224,35 +264,49 @@ impl Geometry {
     fn rows(&self) -> bool {
         self.row3() && self.cfg.stride[0] == 1 && self.cfg.dilation[0] == 1
     }
-    /// The windows variant's plan for `pass`, where its shape rules hold: 3x3, unit stride and
-    /// dilation, one group, padding at most 2, and the operands fit its windows.
-    fn window_plan(&self, pass: Conv2dPass) -> Option<WindowPlan> {
+    /// The windows variant's plan for `pass`, where its shape rules hold: one group, unit
+    /// dilation, and either 3x3 with unit stride and padding at most 2, or 1x1 without padding
+    /// and with equal strides; and the operands fit its windows.
+    fn window_plan(&self, pass: Conv2dPass) -> Option<WindowKind> {
         let c = &self.cfg;
-        if self.kh != 3
-            || self.kw != 3
-            || c.stride != [1, 1]
-            || c.dilation != [1, 1]
-            || c.groups != 1
-        {
+        if c.dilation != [1, 1] || c.groups != 1 {
             return None;
         }
-        let plan = match pass {
-            Conv2dPass::Forward => {
-                WindowPlan::new([self.n, self.cin, self.h, self.w], self.cout, c.padding)?
-            }
-            Conv2dPass::BackwardInput => {
-                let pad = [
-                    2usize.checked_sub(c.padding[0])?,
-                    2usize.checked_sub(c.padding[1])?,
-                ];
-                WindowPlan::new([self.n, self.cout, self.ho, self.wo], self.cin, pad)?
-            }
+        let (plan, shape) = if self.kh == 3 && self.kw == 3 && c.stride == [1, 1] {
+            let plan = match pass {
+                Conv2dPass::Forward => {
+                    WindowPlan::new([self.n, self.cin, self.h, self.w], self.cout, c.padding)?
+                }
+                Conv2dPass::BackwardInput => {
+                    let pad = [
+                        2usize.checked_sub(c.padding[0])?,
+                        2usize.checked_sub(c.padding[1])?,
+                    ];
+                    WindowPlan::new([self.n, self.cout, self.ho, self.wo], self.cin, pad)?
+                }
+            };
+            (WindowKind::K3(plan), plan.target_shape())
+        } else if self.kh == 1 && self.kw == 1 && c.padding == [0, 0] && c.stride[0] == c.stride[1]
+        {
+            let plan =
+                match pass {
+                    Conv2dPass::Forward => {
+                        Px1Plan::new([self.n, self.cin, self.h, self.w], self.cout, c.stride[0])?
+                    }
+                    Conv2dPass::BackwardInput => {
+                        Px1Plan::new([self.n, self.cout, self.ho, self.wo], self.cin, 1)?
+                            .scattered(c.stride[0], self.h, self.w)?
+                    }
+                };
+            (WindowKind::K1(plan), plan.target_shape())
+        } else {
+            return None;
         };
         let expect = match pass {
             Conv2dPass::Forward => self.y_shape(),
             Conv2dPass::BackwardInput => [self.n, self.cin, self.h, self.w],
         };
-        (plan.target_shape() == expect).then_some(plan)
+        (shape == expect).then_some(plan)
     }
     /// Length of a weight row: Cin/groups * Kh * Kw.
     fn k(&self) -> usize {
@@ -400,9 +454,9 @@ pub enum Conv2dVariant {
     /// Kw == 3 with unit stride and dilation in both dimensions.
     Rows,
     /// Packed operands read through 64 KiB uniform windows, 8-lane subgroups sharing inputs
-    /// (3 rows x 8 columns of one channel per lane; `conv2d_windows`): 3x3, unit stride and
-    /// dilation, one group, padding up to 2, on adapters with fixed 8-lane subgroups
-    /// (lavapipe).
+    /// (`conv2d_windows`: 3 rows x 8 columns of one channel per lane, for 3x3 with unit stride
+    /// and padding up to 2; `conv1x1_windows`: 24 pixels per lane, for 1x1 without padding);
+    /// one group, unit dilation; on adapters with fixed 8-lane subgroups (lavapipe).
     Windows,
 }
 
@@ -443,7 +497,9 @@ impl Conv2dVariant {
             "conv2d_forward" | "conv2d_backward_input" => Some(Conv2dVariant::Direct),
             "conv2d_forward_tiled" | "conv2d_backward_input_tiled" => Some(Conv2dVariant::Tiled),
             "conv2d_forward_rows" | "conv2d_backward_input_rows" => Some(Conv2dVariant::Rows),
-            _ if windows::is_conv_kernel(kernel) => Some(Conv2dVariant::Windows),
+            _ if windows::is_conv_kernel(kernel) || windows1::is_conv_kernel(kernel) => {
+                Some(Conv2dVariant::Windows)
+            }
             _ => None,
         }
     }
@@ -601,10 +657,12 @@ fn overrides() -> &'static Overrides {
             match Conv2dVariant::parse(&v) {
                 Some(v) => o.variant = Some(v),
                 None if v.trim().is_empty() || v.trim() == "auto" => {}
-                None => o.error = Some(format!(
+                None => {
+                    o.error = Some(format!(
                     "CNNVIS_CONV_VARIANT={v:?} is not one of auto, windows, rows, tiled, direct \
                          (naive)"
-                )),
+                ))
+                }
             }
         }
         if let Ok(v) = std::env::var("CNNVIS_CONV_MIN_THREADS") {
@@ -639,9 +697,10 @@ fn pick_variant(
             op,
             if windows::supported(ctx) {
                 format!(
-                    "the windows variant needs a 3x3 kernel with unit stride and dilation, one \
-                     group, padding at most 2, and operands that fit its 64 KiB windows \
-                     ({:?}, kernel {}x{}, {} -> {} channels, {}x{})",
+                    "the windows variant needs one group, unit dilation, and a 3x3 kernel with \
+                     unit stride and padding at most 2 or a 1x1 kernel without padding and \
+                     with equal strides, with operands that fit its 64 KiB windows ({:?}, \
+                     kernel {}x{}, {} -> {} channels, {}x{})",
                     g.cfg, g.kh, g.kw, g.cin, g.cout, g.h, g.w
                 )
             } else {
@@ -1013,7 +1072,7 @@ fn forward(
             let plan = g
                 .window_plan(Conv2dPass::Forward)
                 .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
-            windows::build(ctx, &plan, y, x, w, b, false, false, cache)
+            plan.build(ctx, y, x, w, b, false, false, cache)
         }
         Conv2dVariant::Rows => {
             let blocks_c = g.cout_g().div_ceil(ROW_C);
@@ -1106,7 +1165,7 @@ fn backward_input(
             let plan = g
                 .window_plan(Conv2dPass::BackwardInput)
                 .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
-            windows::build(ctx, &plan, dx, dy, w, None, true, accumulate, cache)
+            plan.build(ctx, dx, dy, w, None, true, accumulate, cache)
         }
         Conv2dVariant::Rows => {
             let blocks_c = g.cin_g().div_ceil(ROW_C_BWI);

@@ -73,7 +73,7 @@ const WINDOWS: usize = 7;
 /// A layer takes the fewest windows whose weight groups still hold this many target channels
 /// (or all of them): lavapipe pays for each window loop a kernel holds, while smaller groups
 /// only mean more (cheap) launches.
-const MIN_GROUP: usize = 16;
+const MIN_GROUP: usize = 32;
 /// Uniform bindings the widest launch uses.
 const UNIFORM_BINDINGS: u32 = 1 + 2 * WINDOWS as u32;
 /// Largest packed operand: 128 MiB, the storage binding limit of lavapipe and WebGPU.
@@ -148,18 +148,6 @@ pub(crate) struct WindowPlan {
     gsize: usize,
     groups: usize,
     bands: usize,
-}
-
-/// Which weights a pack holds, for [`Conv2dWeightCache`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct PackKey {
-    flip: bool,
-    cs: usize,
-    ct: usize,
-    ck: usize,
-    windows: usize,
-    gsize: usize,
-    groups: usize,
 }
 
 impl WindowPlan {
@@ -255,16 +243,12 @@ impl WindowPlan {
         }
     }
 
-    fn pack_key(&self, flip: bool) -> PackKey {
-        PackKey {
-            flip,
-            cs: self.cs,
-            ct: self.ct,
-            ck: self.ck,
-            windows: self.windows,
-            gsize: self.gsize,
-            groups: self.groups,
-        }
+    /// What a packed copy of the weights depends on: direction and window geometry.
+    fn pack_key(&self, flip: bool) -> String {
+        format!(
+            "3x3 flip={flip} cs={} ct={} ck={} windows={} gsize={} groups={}",
+            self.cs, self.ct, self.ck, self.windows, self.gsize, self.groups
+        )
     }
 }
 
@@ -274,7 +258,7 @@ impl WindowPlan {
 /// cache, each run of a dispatch packs the weights again.
 #[derive(Debug, Default)]
 pub struct Conv2dWeightCache {
-    packs: Mutex<HashMap<PackKey, Tensor>>,
+    packs: Mutex<HashMap<String, Tensor>>,
 }
 
 impl Conv2dWeightCache {
@@ -291,6 +275,31 @@ impl Conv2dWeightCache {
     /// Whether no pack is held yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The pack under `key`, made by `pack` (its launch submitted at once) when absent.
+    pub(crate) fn get_or_pack(
+        &self,
+        ctx: &GpuContext,
+        key: String,
+        pack: impl FnOnce() -> Result<(Tensor, Dispatch)>,
+    ) -> Result<Tensor> {
+        let held = self
+            .packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(t) = held {
+            return Ok(t);
+        }
+        let (t, d) = pack()?;
+        ctx.run(&[&d])?;
+        self.packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, t.clone());
+        Ok(t)
     }
 }
 
@@ -348,28 +357,9 @@ pub(crate) fn build(
     const OP: &str = "conv2d_windows";
     let mut parts = Vec::new();
     let wpack = match cache {
-        Some(cache) => {
-            let key = plan.pack_key(flip);
-            let held = cache
-                .packs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .cloned();
-            match held {
-                Some(t) => t,
-                None => {
-                    let (t, d) = pack_weights(ctx, plan, w, flip)?;
-                    ctx.run(&[&d])?;
-                    cache
-                        .packs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key, t.clone());
-                    t
-                }
-            }
-        }
+        Some(cache) => cache.get_or_pack(ctx, plan.pack_key(flip), || {
+            pack_weights(ctx, plan, w, flip)
+        })?,
         None => {
             let (t, d) = pack_weights(ctx, plan, w, flip)?;
             parts.push(d);

@@ -1,6 +1,7 @@
 //! Layer operations: each validates shapes and builds the [`Dispatch`](crate::gpu::Dispatch)es
 //! of its forward pass and its backward passes `(dinp, dweight, dbias, dout, saved...)`.
 
+pub mod conv1x1_windows;
 pub mod conv2d;
 pub mod conv2d_windows;
 pub mod elementwise;
@@ -18,6 +19,7 @@ use crate::gpu::{DType, Kernel, Tensor};
 
 /// The kernel list of every ops module, for the registry's validation.
 pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[
+    conv1x1_windows::KERNELS,
     conv2d::KERNELS,
     conv2d_windows::KERNELS,
     elementwise::KERNELS,
