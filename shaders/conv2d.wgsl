@@ -692,8 +692,14 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = i32(flat_index(gid, nwg));
     if (i >= p.threads) { return; }
-    let ix = i % p.w;
-    var t = i / p.w;
+    // Columns in phase-major order (x = phase + stride_w * j, j fastest): neighbouring threads
+    // share x's phase, so they skip the same taps; lavapipe then runs a skipped tap's channel
+    // loop once, masked, instead of cout_g times for lanes of the other phases.
+    let wq = (p.w + p.stride_w - 1) / p.stride_w;
+    let k = i % (p.stride_w * wq);
+    let ix = (k / wq) + p.stride_w * (k % wq);
+    if (ix >= p.w) { return; }
+    var t = i / (p.stride_w * wq);
     let iy = t % p.h;
     t = t / p.h;
     let ci = t % p.cin;
@@ -725,7 +731,7 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
             }
         }
     }
-    store_dx1(i, acc);
+    store_dx1(((n * p.cin + ci) * p.h + iy) * p.w + ix, acc);
 }
 
 // Tiled: TB input channels of one group x PB positions of the flattened N*H*W axis.

@@ -219,6 +219,22 @@ const CASES: &[Case] = &[
         bias: false,
     },
     Case {
+        name: "windows: 3x3 stride 2, pad 0",
+        x: [1, 6, 11, 10],
+        cout: 5,
+        k: [3, 3],
+        cfg: cfg([2, 2], [0, 0], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        name: "windows: 3x3 stride 3, pad 2, N=2",
+        x: [2, 3, 13, 12],
+        cout: 4,
+        k: [3, 3],
+        cfg: cfg([3, 3], [2, 2], [1, 1], 1),
+        bias: false,
+    },
+    Case {
         name: "windows 1x1: 3 source windows, 2 bands",
         x: [1, 600, 12, 12],
         cout: 40,
@@ -663,8 +679,11 @@ fn previous_choice(pass: Conv2dPass, (x, w, cfg): &Layer, device: DeviceType) ->
     let rows = conv2d_variant_threads(pass, Conv2dVariant::Rows, x, w, cfg)
         .unwrap()
         .is_some();
+    let strided_backward = pass == Conv2dPass::BackwardInput && cfg.stride != [1, 1];
     if device == DeviceType::Cpu && rows {
         Conv2dVariant::Rows
+    } else if device == DeviceType::Cpu && strided_backward {
+        Conv2dVariant::Direct
     } else if ch >= 2 {
         Conv2dVariant::Tiled
     } else {
@@ -1119,6 +1138,14 @@ fn conv2d_windows_backward_matches_finite_differences() {
             cout: 9,
             k: [1, 1],
             cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "fd windows 3x3 stride 2, odd and even sizes",
+            x: [2, 5, 9, 8],
+            cout: 7,
+            k: [3, 3],
+            cfg: cfg([2, 2], [1, 1], [1, 1], 1),
             bias: true,
         },
         Case {

@@ -28,7 +28,10 @@ HEADER = f"""\
 //
 // 3x3 stride-1 convolution (zero padding up to 2) for CPU Vulkan drivers with 8-lane
 // subgroups (lavapipe): the forward pass, and the backward pass to the input, which is the same
-// correlation of dy with the weights transposed and flipped (conv2d_windows.rs packs them).
+// correlation of dy with the weights transposed and flipped (conv2d_windows.rs packs them). A
+// conv of stride s runs at stride 1, s^2 times the work at this kernel's speed: forward on the
+// full grid, keeping every s-th row and column; backward on dy with s-1 zeros between its
+// values (the packing inserts them).
 // Source s [N, Cs, Hs, Ws], weights w' [Ct, Cs, 3, 3], target t [N, Ct, Ht, Wt], NCHW f32.
 //
 // Why uniform buffers: on lavapipe a storage (or workgroup) load runs a per-lane loop, about
@@ -117,11 +120,12 @@ def finish_fn():
            "    if (p.has_bias == 0 || j * 8 + lane >= p.gsize || ct >= p.ct) { return 0.0; }",
            "    return src[ct];",
            "}",
-           "","// Bias, then the lane's outputs that fall inside the target.",
+           "",
+           "// The lane's outputs that fall inside the computed grid.",
            "fn finish(lane: i32, cb: i32, j: i32, acc: array<f32, %d>, add: bool) {" % ACC,
            "    let ct = p.group * p.gsize + j * 8 + lane;",
            "    if (j * 8 + lane >= p.gsize || ct >= p.ct) { return; }",
-           "    let base = (p.n * p.ct + ct) * p.ht;"]
+           "    let base = p.n * p.ct + ct;"]
     for oy in range(R):
         out.append(f"    let row{oy} = p.band * {R} + {oy};")
         out.append(f"    if (row{oy} < p.ht) {{")
@@ -163,6 +167,11 @@ struct WinParams {
     count5: i32,
     count6: i32,
     bands: i32,      // bands per image
+    up: i32,         // source upsampling: the source read is s with up-1 zeros between values
+                     // (the backward pass to the input of a conv with stride up)
+    down: i32,       // target subsampling: the ht x wt grid is computed, rows and columns
+    out_h: i32,      // 0, down, 2*down.. are stored into the out_h x out_w target (the
+    out_w: i32,      // forward pass of a conv with stride down)
 }
 
 struct Window {
@@ -177,10 +186,11 @@ struct Window {
 
 PACK = """
 // `add` is a constant of each entry point: lavapipe runs both sides of a branch under a lane
-// mask, so a runtime flag would cost every store a load.
-fn store(base: i32, row: i32, col: i32, v: f32, add: bool) {
-    if (col >= p.wt) { return; }
-    let i = (base + row) * p.wt + col;
+// mask, so a runtime flag would cost every store a load. With down > 1 (the forward pass of a
+// conv of that stride, computed at stride 1) only every down-th row and column is kept.
+fn store(plane: i32, row: i32, col: i32, v: f32, add: bool) {
+    if (col >= p.wt || row % p.down != 0 || col % p.down != 0) { return; }
+    let i = (plane * p.out_h + row / p.down) * p.out_w + col / p.down;
     if (add) {
         t[i] = t[i] + v;
     } else {
@@ -189,8 +199,11 @@ fn store(base: i32, row: i32, col: i32, v: f32, add: bool) {
 }
 
 fn src_at(c: i32, row: i32, col: i32) -> f32 {
-    if (row < 0 || row >= p.hs || col < 0 || col >= p.ws) { return 0.0; }
-    return src[((p.n * p.cs + c) * p.hs + row) * p.ws + col];
+    if (row < 0 || col < 0 || row % p.up != 0 || col % p.up != 0) { return 0.0; }
+    let r = row / p.up;
+    let q = col / p.up;
+    if (r >= p.hs || q >= p.ws) { return 0.0; }
+    return src[((p.n * p.cs + c) * p.hs + r) * p.ws + q];
 }
 
 // One thread per packed vec4 of image p.n: band, window k, channel cl, plane vec4 v. Only the

@@ -265,24 +265,37 @@ impl Geometry {
         self.row3() && self.cfg.stride[0] == 1 && self.cfg.dilation[0] == 1
     }
     /// The windows variant's plan for `pass`, where its shape rules hold: one group, unit
-    /// dilation, and either 3x3 with unit stride and padding at most 2, or 1x1 without padding
-    /// and with equal strides; and the operands fit its windows.
+    /// dilation, equal strides, and either 3x3 with padding at most 2 or 1x1 without padding;
+    /// and the operands fit its windows.
     fn window_plan(&self, pass: Conv2dPass) -> Option<WindowKind> {
         let c = &self.cfg;
         if c.dilation != [1, 1] || c.groups != 1 {
             return None;
         }
-        let (plan, shape) = if self.kh == 3 && self.kw == 3 && c.stride == [1, 1] {
+        let s = c.stride[0];
+        let three = self.kh == 3 && self.kw == 3 && c.stride[1] == s;
+        let (plan, shape) = if three {
             let plan = match pass {
+                // At stride s: the stride-1 grid, every s-th row and column kept (s^2 times
+                // the work, at the windows kernel's speed).
                 Conv2dPass::Forward => {
                     WindowPlan::new([self.n, self.cin, self.h, self.w], self.cout, c.padding)?
+                        .subsampled(s)
                 }
                 Conv2dPass::BackwardInput => {
+                    // dy with s-1 zeros between its values, correlated with the flipped
+                    // weights: s^2 times the work, at the windows kernel's speed.
                     let pad = [
                         2usize.checked_sub(c.padding[0])?,
                         2usize.checked_sub(c.padding[1])?,
                     ];
-                    WindowPlan::new([self.n, self.cout, self.ho, self.wo], self.cin, pad)?
+                    WindowPlan::upsampled(
+                        [self.n, self.cout, self.ho, self.wo],
+                        self.cin,
+                        pad,
+                        s,
+                        [self.h, self.w],
+                    )?
                 }
             };
             (WindowKind::K3(plan), plan.target_shape())
@@ -454,8 +467,8 @@ pub enum Conv2dVariant {
     /// Kw == 3 with unit stride and dilation in both dimensions.
     Rows,
     /// Packed operands read through 64 KiB uniform windows, 8-lane subgroups sharing inputs
-    /// (`conv2d_windows`: 3 rows x 8 columns of one channel per lane, for 3x3 with unit stride
-    /// and padding up to 2; `conv1x1_windows`: 24 pixels per lane, for 1x1 without padding);
+    /// (`conv2d_windows`: 3 rows x 8 columns of one channel per lane, for 3x3 with padding up
+    /// to 2, strided ones run at stride 1 with s^2 the work; `conv1x1_windows`: 24 pixels per lane, for 1x1 without padding);
     /// one group, unit dilation; on adapters with fixed 8-lane subgroups (lavapipe).
     Windows,
 }
@@ -550,9 +563,10 @@ pub fn conv2d_variant_threads(
 
 /// The variant `conv2d_forward` / `conv2d_backward_input` pick for these shapes on an adapter
 /// of type `device`, without `CNNVIS_CONV_VARIANT` / `CNNVIS_CONV_MIN_THREADS`. CPU adapters
-/// (lavapipe): rows where they apply, else tiled with at least two channels per group, else
-/// direct (a context that runs the windows kernels takes them first where they apply; see
-/// [`conv2d_windows_supported`]: this shape-only rule cannot know). Other adapters: among the variants whose accumulators fit a GPU thread (not rows),
+/// (lavapipe): rows where they apply, else tiled with at least two channels per group (not for
+/// strided backward passes), else direct; a context that runs the windows kernels takes them
+/// first where they apply (see [`conv2d_windows_supported`]: this shape-only rule cannot
+/// know). Other adapters: among the variants whose accumulators fit a GPU thread (not rows),
 /// the one with the most outputs per thread that still launches `GPU_TARGET_THREADS` (8192)
 /// threads, else the one launching the most.
 pub fn select_conv2d_variant(
@@ -603,9 +617,12 @@ fn choose_variant(
     if device == wgpu::DeviceType::Cpu {
         // The row-block kernels give each thread a large register tile: right for CPU drivers
         // such as lavapipe, where loads dominate and a few cores need few threads.
+        // Strided backward passes: the direct kernel runs its columns phase by phase, so a
+        // lane group skips the same taps (the tiled kernel's blocks mix phases).
+        let strided_backward = pass == Conv2dPass::BackwardInput && g.cfg.stride != [1, 1];
         return if g.rows() {
             Conv2dVariant::Rows
-        } else if tiled_ok {
+        } else if tiled_ok && !strided_backward {
             Conv2dVariant::Tiled
         } else {
             Conv2dVariant::Direct
@@ -697,10 +714,10 @@ fn pick_variant(
             op,
             if windows::supported(ctx) {
                 format!(
-                    "the windows variant needs one group, unit dilation, and a 3x3 kernel with \
-                     unit stride and padding at most 2 or a 1x1 kernel without padding and \
-                     with equal strides, with operands that fit its 64 KiB windows ({:?}, \
-                     kernel {}x{}, {} -> {} channels, {}x{})",
+                    "the windows variant needs one group, unit dilation, equal strides, and a \
+                     3x3 kernel with padding at most 2 or a 1x1 kernel without padding, with \
+                     operands that fit its 64 KiB windows ({:?}, kernel {}x{}, {} -> {} \
+                     channels, {}x{})",
                     g.cfg, g.kh, g.kw, g.cin, g.cout, g.h, g.w
                 )
             } else {
@@ -1196,7 +1213,9 @@ fn backward_input(
             )
         }
         Conv2dVariant::Direct => {
-            let threads = dx.numel();
+            // Columns run in phase-major order, rows padded to a multiple of the stride.
+            let s = g.cfg.stride[1];
+            let threads = g.n * g.cin * g.h * g.w.div_ceil(s) * s;
             params.threads = to_i32(OP, "threads", threads)?;
             ctx.dispatch(BACKWARD_INPUT, &params, &bindings, ctx.grid_1d(threads)?)
         }

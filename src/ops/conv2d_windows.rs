@@ -112,8 +112,12 @@ struct WinParams {
     total: i32,
     counts: [i32; WINDOWS],
     bands: i32,
+    up: i32,
+    down: i32,
+    out_h: i32,
+    out_w: i32,
 }
-const _: () = assert!(std::mem::size_of::<WinParams>() == 112);
+const _: () = assert!(std::mem::size_of::<WinParams>() == 128);
 
 /// Whether the context can run this variant: fixed 8-lane subgroups with subgroup operations
 /// enabled, and 15 uniform bindings of 64 KiB at 64 KiB-aligned offsets.
@@ -138,6 +142,10 @@ pub(crate) struct WindowPlan {
     pad: [usize; 2],
     /// 8-column blocks per target row.
     ncb: usize,
+    /// The source as read: `up - 1` zeros between its values (1: the source itself).
+    up: usize,
+    /// Every `down`-th row and column of the computed target is stored (1: all of it).
+    down: usize,
     /// vec4 per packed row and per packed channel plane (5 rows).
     wp4: usize,
     plane4: usize,
@@ -155,12 +163,31 @@ impl WindowPlan {
     /// with zero padding `pad` ([h, w], each at most 2); `None` where it does not fit the
     /// windows (a padded row too long for one window, or too many source channels).
     pub(crate) fn new(source: [usize; 4], ct: usize, pad: [usize; 2]) -> Option<Self> {
+        let [_, _, hs, ws] = source;
+        let ht = (hs + 2 * pad[0]).checked_sub(2)?;
+        let wt = (ws + 2 * pad[1]).checked_sub(2)?;
+        Self::upsampled(source, ct, pad, 1, [ht, wt])
+    }
+
+    /// The plan reading the source with `up - 1` zeros between its values (virtual size
+    /// `(hs - 1) * up + 1`), padded by `pad` at the top and left and by whatever the `target`
+    /// size [ht, wt] needs at the bottom and right: the backward pass to the input of a 3x3
+    /// conv of stride `up`, `target` its input size.
+    pub(crate) fn upsampled(
+        source: [usize; 4],
+        ct: usize,
+        pad: [usize; 2],
+        up: usize,
+        target: [usize; 2],
+    ) -> Option<Self> {
         let [n, cs, hs, ws] = source;
-        if n == 0 || cs == 0 || ct == 0 || pad[0] > 2 || pad[1] > 2 {
+        let [ht, wt] = target;
+        if n == 0 || cs == 0 || ct == 0 || hs == 0 || ws == 0 || up == 0 || ht == 0 || wt == 0 {
             return None;
         }
-        let ht = (hs + 2 * pad[0]).checked_sub(2).filter(|&h| h > 0)?;
-        let wt = (ws + 2 * pad[1]).checked_sub(2).filter(|&w| w > 0)?;
+        if pad[0] > 2 || pad[1] > 2 {
+            return None;
+        }
         let ncb = wt.div_ceil(LANE_COLS);
         let wp4 = 2 * ncb + 1;
         let plane4 = (BAND_ROWS + 2) * wp4;
@@ -194,6 +221,8 @@ impl WindowPlan {
             wt,
             pad,
             ncb,
+            up,
+            down: 1,
             wp4,
             plane4,
             ck,
@@ -204,9 +233,20 @@ impl WindowPlan {
         })
     }
 
-    /// Target shape [n, ct, ht, wt].
+    /// Target shape [n, ct, ht, wt] (every `down`-th row and column of the computed grid).
     pub(crate) fn target_shape(&self) -> [usize; 4] {
-        [self.n, self.ct, self.ht, self.wt]
+        [
+            self.n,
+            self.ct,
+            self.ht.div_ceil(self.down),
+            self.wt.div_ceil(self.down),
+        ]
+    }
+
+    /// This plan keeping every `down`-th row and column of its target: the forward pass of a
+    /// 3x3 conv of stride `down`, computed at stride 1.
+    pub(crate) fn subsampled(self, down: usize) -> Self {
+        WindowPlan { down, ..self }
     }
 
     /// Threads one pass launches in its conv kernels.
@@ -239,6 +279,10 @@ impl WindowPlan {
             windows: self.windows as i32,
             counts: self.counts(),
             bands: self.bands as i32,
+            up: self.up as i32,
+            down: self.down as i32,
+            out_h: self.ht.div_ceil(self.down) as i32,
+            out_w: self.wt.div_ceil(self.down) as i32,
             ..Default::default()
         }
     }
