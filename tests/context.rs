@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 
-use cnnvis::gpu::{grid_for, DType, GpuContext, Kernel, Shader};
+use cnnvis::gpu::{grid_for, Binding, DType, Dispatch, GpuContext, Kernel, Shader};
 use cnnvis::ops::relu::relu_forward;
 use cnnvis::{wgpu, Error, GpuError, Tensor};
 
@@ -130,6 +130,45 @@ fn wgpu_validation_errors_come_back_as_results() {
     let y = zeros(&[4]);
     run(&[&relu_forward(c, &y, &x).unwrap()]);
     assert_eq!(download(&y), vec![1.0, 0.0, 2.0, 0.0]);
+}
+
+/// A uniform window past the end of its tensor, or at an unaligned offset, is a shape error
+/// before wgpu sees it; a valid one binds.
+#[test]
+fn uniform_windows_are_checked_against_the_tensor_and_the_limits() {
+    let c = ctx();
+    let k = Kernel::new(Shader::Relu, "relu_forward");
+    let t = zeros(&[64]);
+    let window = |offset, size| Binding::Uniform {
+        tensor: &t,
+        offset,
+        size,
+    };
+    for (offset, size) in [(0, 512), (128, 256), (3, 16), (0, 0)] {
+        let e = c
+            .dispatch_bound(k, &[4u32, 0, 0, 0], &[(1, window(offset, size))], [1, 1, 1])
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Shape { .. }),
+            "offset {offset} size {size}: {e}"
+        );
+    }
+}
+
+/// A chain records its parts in order and reports its main kernel.
+#[test]
+fn chained_dispatches_run_in_order() {
+    let c = ctx();
+    let x = upload(&[4], &[1.0, -1.0, 2.0, -2.0]);
+    let (y, z) = (zeros(&[4]), zeros(&[4]));
+    let first = relu_forward(c, &y, &x).unwrap();
+    let main = first.kernel();
+    // z = relu(y) only sees y once the first launch has written it.
+    let d = Dispatch::chain(main, vec![first, relu_forward(c, &z, &y).unwrap()]);
+    assert_eq!(d.launches(), 2);
+    assert_eq!(d.kernel(), main);
+    run(&[&d]);
+    assert_eq!(download(&z), vec![1.0, 0.0, 2.0, 0.0]);
 }
 
 #[test]

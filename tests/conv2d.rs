@@ -16,6 +16,7 @@ use cnnvis::ops::conv2d::{
     select_conv2d_variant, with_conv2d_autotune, Conv2dAutotune, Conv2dAutotuneEntry,
     Conv2dAutotuneKey, Conv2dConfig, Conv2dPass, Conv2dVariant,
 };
+use cnnvis::ops::conv2d::{conv2d_backward_input_cached, conv2d_forward_cached, Conv2dWeightCache};
 use cnnvis::wgpu::DeviceType;
 
 /// One convolution to test: input shape, output channels, kernel [kh, kw], config, bias.
@@ -1173,6 +1174,40 @@ fn conv2d_windows_backward_matches_finite_differences() {
         }
         fd_case(case, 23 + i as u64);
     }
+}
+
+/// A weight cache packs each (pass, geometry) once and gives the results of the uncached call.
+#[test]
+fn conv2d_weight_cache_packs_once_per_pass() {
+    let _serial = serial();
+    let c = ctx();
+    let case = CASES
+        .iter()
+        .find(|k| k.name == "no bias, 3 channel blocks")
+        .unwrap();
+    let mut rng = Rng::new(41);
+    let xv = rng.vec(case.x.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(case.w().iter().product(), -1.0, 1.0);
+    let (x, w) = (upload(&case.x, &xv), upload(&case.w(), &wv));
+    let cache = Conv2dWeightCache::new();
+    let (y0, y1, y2) = (zeros(&case.y()), zeros(&case.y()), zeros(&case.y()));
+    let plain = conv2d_forward(c, &y0, &x, &w, None, &case.cfg).unwrap();
+    let a = conv2d_forward_cached(c, &y1, &x, &w, None, &case.cfg, &cache).unwrap();
+    let b = conv2d_forward_cached(c, &y2, &x, &w, None, &case.cfg, &cache).unwrap();
+    run(&[&plain, &a, &b]);
+    let windows = Conv2dVariant::of_kernel(plain.kernel()) == Some(Conv2dVariant::Windows);
+    // The uncached dispatch packs its weights itself: one launch more.
+    assert_eq!(
+        plain.launches(),
+        a.launches() + windows as usize,
+        "{plain:?} vs {a:?}"
+    );
+    assert_eq!(cache.len(), windows as usize);
+    let dx = zeros(&case.x);
+    conv2d_backward_input_cached(c, &dx, &y0, &w, &case.cfg, false, &cache).unwrap();
+    assert_eq!(cache.len(), 2 * windows as usize);
+    assert_eq!(download(&y1), download(&y0));
+    assert_eq!(download(&y2), download(&y0));
 }
 
 #[test]

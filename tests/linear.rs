@@ -5,9 +5,10 @@ mod common;
 use common::*;
 
 use cnnvis::ops::linear::{
-    linear_backward_input, linear_backward_input_rows, linear_backward_input_variant,
-    linear_backward_weight, linear_forward, linear_forward_rows, linear_forward_variant,
-    linear_windows_supported, LinearVariant,
+    linear_backward_input, linear_backward_input_rows, linear_backward_input_rows_cached,
+    linear_backward_input_variant, linear_backward_weight, linear_forward, linear_forward_rows,
+    linear_forward_rows_cached, linear_forward_variant, linear_windows_supported, LinearVariant,
+    LinearWeightCache,
 };
 use cnnvis::Error;
 
@@ -220,6 +221,30 @@ fn linear_backward_input_matches_cpu_reference() {
             );
         }
     }
+}
+
+/// A weight cache packs each pass once (where the windows kernels run) and changes no result.
+#[test]
+fn linear_weight_cache_packs_once_per_pass() {
+    let c = ctx();
+    let mut rng = Rng::new(14);
+    let (n, k, m) = (2, 50, 20);
+    let (x, w) = (
+        upload(&[n, k], &rng.vec(n * k, -1.0, 1.0)),
+        upload(&[m, k], &rng.vec(m * k, -1.0, 1.0)),
+    );
+    let cache = LinearWeightCache::new();
+    let (y0, y1) = (zeros(&[n, m]), zeros(&[n, m]));
+    let plain = linear_forward(c, &y0, &x, &w, None).unwrap();
+    let a = linear_forward_rows_cached(c, &y1, &x, &w, None, 0, &cache).unwrap();
+    linear_forward_rows_cached(c, &y1, &x, &w, None, 0, &cache).unwrap();
+    run(&[&plain, &a]);
+    let windows = LinearVariant::of_kernel(plain.kernel()) == Some(LinearVariant::Windows);
+    assert_eq!(cache.len(), windows as usize);
+    let dx = zeros(&[n, k]);
+    linear_backward_input_rows_cached(c, &dx, &y0, &w, 0, false, &cache).unwrap();
+    assert_eq!(cache.len(), 2 * windows as usize);
+    assert_eq!(download(&y1), download(&y0));
 }
 
 /// A layer split into row blocks (as a model uploads one too big for a storage binding): each
