@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::conv2d_windows::Conv2dWeightCache;
 use crate::ops::to_i32;
+use crate::ops::windows::{window, LANES, MAX_PACK_BYTES, WINDOW_BYTES, WINDOW_FLOATS};
 
 const CONV: [Kernel; WINDOWS] = [
     Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_k1"),
@@ -58,19 +59,14 @@ pub(crate) fn is_conv_kernel(kernel: Kernel) -> bool {
     CONV.contains(&kernel) || CONV_ACC.contains(&kernel)
 }
 
-const WINDOW_FLOATS: usize = 16384;
-const WINDOW_BYTES: u64 = (WINDOW_FLOATS * 4) as u64;
 /// Window pairs a launch binds at most (`K` in the generator).
 const WINDOWS: usize = 7;
-/// Target pixels per lane (`PX`), lanes per subgroup.
+/// Target pixels per lane (`PX`).
 const PX: usize = 24;
-const LANES: usize = 8;
 /// A layer takes the fewest windows whose bands hold this many pixels and whose groups this
 /// many target channels (or all there are).
 const MIN_BAND: usize = 96;
 const MIN_GROUP: usize = 32;
-/// Largest packed operand: one storage binding on lavapipe and WebGPU.
-const MAX_PACK_BYTES: u64 = 128 << 20;
 
 /// Mirror of `Px1Params` in conv1x1_windows.wgsl.
 #[repr(C)]
@@ -237,14 +233,6 @@ impl Px1Plan {
             "1x1 flip={flip} cs={} ct={} ck={} windows={} gsize={} groups={}",
             self.cs, self.ct, self.ck, self.windows, self.gsize, self.groups
         )
-    }
-}
-
-fn window(t: &Tensor, index: usize) -> Binding<'_> {
-    Binding::Uniform {
-        tensor: t,
-        offset: index as u64 * WINDOW_BYTES,
-        size: WINDOW_BYTES,
     }
 }
 

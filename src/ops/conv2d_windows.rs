@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::ops::windows::{self, window, LANES, MAX_PACK_BYTES, WINDOW_BYTES, WINDOW_FLOATS};
 
 /// The conv entry points: `CONV[m - 1]` binds m window pairs and writes the target,
 /// `CONV_ACC[m - 1]` adds into it.
@@ -64,9 +65,6 @@ pub(crate) fn is_conv_kernel(kernel: Kernel) -> bool {
     CONV.contains(&kernel) || CONV_ACC.contains(&kernel)
 }
 
-/// f32 values per window: 64 KiB, the uniform binding limit of lavapipe (and of WebGPU).
-const WINDOW_FLOATS: usize = 16384;
-const WINDOW_BYTES: u64 = (WINDOW_FLOATS * 4) as u64;
 /// Window pairs a launch binds at most (`K` in the generator): 1 + 2 * 7 = 15 uniform
 /// bindings.
 const WINDOWS: usize = 7;
@@ -76,13 +74,9 @@ const WINDOWS: usize = 7;
 const MIN_GROUP: usize = 32;
 /// Uniform bindings the widest launch uses.
 const UNIFORM_BINDINGS: u32 = 1 + 2 * WINDOWS as u32;
-/// Largest packed operand: 128 MiB, the storage binding limit of lavapipe and WebGPU.
-const MAX_PACK_BYTES: u64 = 128 << 20;
 /// Target rows per band (`R`) and columns per lane (`S`).
 const BAND_ROWS: usize = 3;
 const LANE_COLS: usize = 8;
-/// Lanes per subgroup = target channels per workgroup.
-const LANES: usize = 8;
 /// Padded floats per (target channel, source channel) in a weight window: 9 taps + 3 zeros.
 const TAP_FLOATS: usize = 12;
 
@@ -122,11 +116,7 @@ const _: () = assert!(std::mem::size_of::<WinParams>() == 128);
 /// Whether the context can run this variant: fixed 8-lane subgroups with subgroup operations
 /// enabled, and 15 uniform bindings of 64 KiB at 64 KiB-aligned offsets.
 pub(crate) fn supported(ctx: &GpuContext) -> bool {
-    let l = ctx.limits();
-    ctx.fixed_subgroup_size() == Some(LANES as u32)
-        && l.max_uniform_buffers_per_shader_stage >= UNIFORM_BINDINGS
-        && l.max_uniform_buffer_binding_size >= WINDOW_BYTES
-        && WINDOW_BYTES.is_multiple_of(u64::from(l.min_uniform_buffer_offset_alignment.max(1)))
+    windows::supported(ctx, UNIFORM_BINDINGS, WINDOW_BYTES)
 }
 
 /// Geometry of one windowed correlation: source [n, cs, hs, ws] to target [n, ct, ht, wt].
@@ -344,15 +334,6 @@ impl Conv2dWeightCache {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, t.clone());
         Ok(t)
-    }
-}
-
-/// Window `index` (64 KiB from byte `index * 64 KiB`) of a packed tensor.
-fn window(t: &Tensor, index: usize) -> Binding<'_> {
-    Binding::Uniform {
-        tensor: t,
-        offset: index as u64 * WINDOW_BYTES,
-        size: WINDOW_BYTES,
     }
 }
 

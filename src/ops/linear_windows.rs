@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::to_i32;
+use crate::ops::windows::{self, WINDOW_BYTES};
 
 const PACK: Kernel = Kernel::new(Shader::LinearWindows, "dense_windows_pack");
 const PACK_WEIGHTS: Kernel = Kernel::new(Shader::LinearWindows, "dense_windows_pack_weights");
@@ -31,8 +32,6 @@ pub(crate) fn is_product_kernel(kernel: Kernel) -> bool {
     [N1, N1_ACC, N4, N4_ACC].contains(&kernel)
 }
 
-/// Bytes a window binding spans (the WGSL `Window` struct), whatever the packing stride.
-const WINDOW_BYTES: u64 = 65536;
 /// Weight windows per launch (`VW`).
 const VW: usize = 12;
 /// Rows of t per group (8 workgroups of 8 lanes).
@@ -66,14 +65,9 @@ struct DenseParams {
 const _: () = assert!(std::mem::size_of::<DenseParams>() == 64);
 
 /// Whether the context can run these kernels: fixed 8-lane subgroups with subgroup operations
-/// and 14 uniform bindings of 64 KiB.
+/// and 14 uniform bindings of 64 KiB, at offsets that are multiples of 8 KiB.
 pub(crate) fn supported(ctx: &GpuContext) -> bool {
-    let l = ctx.limits();
-    ctx.fixed_subgroup_size() == Some(8)
-        && l.max_uniform_buffers_per_shader_stage >= 2 + VW as u32
-        && l.max_uniform_buffer_binding_size >= WINDOW_BYTES
-        && (GROUP_ROWS as u64 * 32 * 4)
-            .is_multiple_of(u64::from(l.min_uniform_buffer_offset_alignment.max(1)))
+    windows::supported(ctx, 2 + VW as u32, (GROUP_ROWS * 32 * 4) as u64)
 }
 
 /// Sizes of one product t [n, rows] (+)= s [n, cols] · vᵀ.
