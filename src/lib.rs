@@ -9,7 +9,10 @@
 //!   `wgpu::Device`), [`Tensor`] (shaped GPU buffers, pooled), the kernel registry (pipelines
 //!   built once) and [`gpu::Dispatch`] (a launch built once, recorded as often as needed).
 //! - [`ops`]: layer kernels — conv2d, ReLU (standard, guided, deconvnet, redirected), pooling,
-//!   dense, elementwise, softmax, reductions, random — each forward beside its backward passes.
+//!   dense, elementwise, softmax, reductions, random — each forward beside its backward passes;
+//!   on CPU drivers with 8-lane subgroups (lavapipe), conv and dense layers read their operands
+//!   through 64 KiB uniform-buffer windows ([`ops::conv2d_windows`], [`ops::conv1x1_windows`],
+//!   [`ops::linear_windows`]), several times faster there.
 //! - [`model`]: [`Model`]: weights from safetensors (memory-mapped; f32, f16, bf16),
 //!   torchvision architectures or a `cnnvis.graph` JSON, batch-norm folding, forward and
 //!   backward schedules on the GPU, image preprocessing.
