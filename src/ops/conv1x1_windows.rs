@@ -4,14 +4,15 @@
 //! `tools/gen_conv1x1_windows.py`). ResNet's bottlenecks are mostly 1x1 convolutions.
 //!
 //! One pass is a chain of launches: (weights packed, unless the layer's
-//! [`Conv2dWeightCache`] holds them), then per image: the source packed into bands of target
+//! [`WeightPacks`] holds them), then per image: the source packed into bands of target
 //! pixels (strided pixels picked here), then one launch per (band, group of target channels).
 
 use crate::error::Result;
 use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
-use crate::ops::conv2d_windows::Conv2dWeightCache;
 use crate::ops::to_i32;
-use crate::ops::windows::{window, LANES, MAX_PACK_BYTES, WINDOW_BYTES, WINDOW_FLOATS};
+use crate::ops::windows::{
+    window, WeightPacks, LANES, MAX_PACK_BYTES, WINDOW_BYTES, WINDOW_FLOATS,
+};
 
 const CONV: [Kernel; WINDOWS] = [
     Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_k1"),
@@ -273,12 +274,12 @@ pub(crate) fn build(
     bias: Option<&Tensor>,
     flip: bool,
     accumulate: bool,
-    cache: Option<&Conv2dWeightCache>,
+    cache: Option<&WeightPacks>,
 ) -> Result<Dispatch> {
     const OP: &str = "conv1x1_windows";
     let mut parts = Vec::new();
     let wpack = match cache {
-        Some(cache) => cache.get_or_pack(ctx, plan.pack_key(flip), || {
+        Some(cache) => cache.get_or_pack_one(ctx, plan.pack_key(flip), || {
             pack_weights(ctx, plan, w, flip)
         })?,
         None => {

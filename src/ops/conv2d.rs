@@ -40,8 +40,10 @@
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::conv1x1_windows::{self as windows1, Px1Plan};
-pub use crate::ops::conv2d_windows::Conv2dWeightCache;
 use crate::ops::conv2d_windows::{self as windows, WindowPlan};
+/// The windows kernels' packed weights of one conv layer (see [`WeightPacks`]).
+pub use crate::ops::windows::WeightPacks as Conv2dWeightCache;
+pub use crate::ops::windows::WeightPacks;
 use crate::ops::{expect_dtype, expect_shape, to_i32};
 
 const FORWARD: Kernel = Kernel::new(Shader::Conv2d, "conv2d_forward");

@@ -6,8 +6,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
-pub use crate::ops::linear_windows::LinearWeightCache;
 use crate::ops::linear_windows::{self as windows, DenseOperands};
+/// The windows kernels' packed weights of one dense layer (see
+/// [`crate::ops::conv2d::WeightPacks`]).
+pub use crate::ops::windows::WeightPacks as LinearWeightCache;
 use crate::ops::{expect_dtype, expect_rank, expect_shape, to_u32};
 
 /// Kernel families of the dense forward and backward-to-input passes.

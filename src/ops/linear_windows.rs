@@ -4,18 +4,15 @@
 //! time is the cost of loading the weights: a vectorized uniform gather instead of a per-lane
 //! storage load makes VGG16's classifier about 10x faster there.
 //!
-//! One pass is a chain of launches: (weights packed, unless a [`LinearWeightCache`] holds
+//! One pass is a chain of launches: (weights packed, unless a [`WeightPacks`] holds
 //! them), then per chunk of 1 or 4 images: the inputs packed, then one launch per (group of
 //! 64 rows, range of 12 windows of columns). Backward to the input is the same product with
 //! the weight transposed.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use crate::error::Result;
 use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::to_i32;
-use crate::ops::windows::{self, WINDOW_BYTES};
+use crate::ops::windows::{self, WeightPacks, WINDOW_BYTES};
 
 const PACK: Kernel = Kernel::new(Shader::LinearWindows, "dense_windows_pack");
 const PACK_WEIGHTS: Kernel = Kernel::new(Shader::LinearWindows, "dense_windows_pack_weights");
@@ -122,30 +119,6 @@ impl DensePlan {
     }
 }
 
-/// Packed copies of one dense layer's weights (forward and transposed), made on first use and
-/// kept; as [`crate::ops::conv2d::Conv2dWeightCache`], for weights that never change.
-#[derive(Debug, Default)]
-pub struct LinearWeightCache {
-    packs: Mutex<HashMap<(bool, DensePlan), Vec<Tensor>>>,
-}
-
-impl LinearWeightCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Packs held.
-    pub fn len(&self) -> usize {
-        self.packs.lock().map_or(0, |m| m.len())
-    }
-
-    /// Whether no pack is held yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Tensor of f32 whose last window (at `stride` bytes apart, `count` of them) can be bound
 /// whole.
 fn window_buffer(ctx: &GpuContext, count: usize, stride: u64) -> Result<Tensor> {
@@ -207,33 +180,15 @@ pub(crate) fn build(
     cols: usize,
     flip: bool,
     accumulate: bool,
-    cache: Option<&LinearWeightCache>,
+    cache: Option<&WeightPacks>,
 ) -> Result<Dispatch> {
     const OP: &str = "linear_windows";
     let plan = DensePlan::new(rows, cols);
     let mut parts = Vec::new();
     let wpack = match cache {
-        Some(cache) => {
-            let held = cache
-                .packs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&(flip, plan))
-                .cloned();
-            match held {
-                Some(t) => t,
-                None => {
-                    let (t, ds) = pack_weights(ctx, &plan, ops.w, flip)?;
-                    ctx.run(&ds.iter().collect::<Vec<_>>())?;
-                    cache
-                        .packs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert((flip, plan), t.clone());
-                    t
-                }
-            }
-        }
+        Some(cache) => cache.get_or_pack(ctx, format!("dense flip={flip} {plan:?}"), || {
+            pack_weights(ctx, &plan, ops.w, flip)
+        })?,
         None => {
             let (t, ds) = pack_weights(ctx, &plan, ops.w, flip)?;
             parts.extend(ds);

@@ -13,7 +13,7 @@ pub mod random;
 pub mod reduce;
 pub mod relu;
 pub mod softmax;
-mod windows;
+pub mod windows;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Kernel, Tensor};

@@ -1,12 +1,17 @@
 //! What the uniform-window kernels for CPU drivers share (`conv2d_windows`,
-//! `conv1x1_windows`, `linear_windows`): the window size, the adapter check, window bindings.
+//! `conv1x1_windows`, `linear_windows`): the window size, the adapter check, window bindings,
+//! and [`WeightPacks`], the cache of packed weights.
 //!
 //! lavapipe runs a storage-buffer load as a loop over the lanes (about 4 ns per lane and
 //! value on our 2-core VM) but a uniform-buffer load as one vectorized gather (15x cheaper per
 //! value). A uniform binding holds 64 KiB, so these kernels pack their operands into 64 KiB
 //! windows and bind several per launch.
 
-use crate::gpu::{Binding, GpuContext, Tensor};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::error::Result;
+use crate::gpu::{Binding, Dispatch, GpuContext, Tensor};
 
 /// f32 values per window: 64 KiB, the uniform binding limit of lavapipe (and of WebGPU).
 pub(crate) const WINDOW_FLOATS: usize = 16384;
@@ -35,5 +40,71 @@ pub(crate) fn window(t: &Tensor, index: usize) -> Binding<'_> {
         tensor: t,
         offset: index as u64 * WINDOW_BYTES,
         size: WINDOW_BYTES,
+    }
+}
+
+/// Packed copies of one layer's weights for the window kernels (lavapipe), made on first use
+/// and kept, one per pass and window geometry: `Conv2dWeightCache` and `LinearWeightCache` in
+/// [`crate::ops::conv2d`] and [`crate::ops::linear`]. A model keeps one per layer, as its
+/// weights never change; the weights must not change while a cache built from them is in use.
+/// Without a cache, each run of a dispatch packs the weights again.
+#[derive(Debug, Default)]
+pub struct WeightPacks {
+    packs: Mutex<HashMap<String, Vec<Tensor>>>,
+}
+
+impl WeightPacks {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Packs held.
+    pub fn len(&self) -> usize {
+        self.packs.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether no pack is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pack under `key`, made by `pack` (its launches submitted at once) when absent.
+    pub(crate) fn get_or_pack(
+        &self,
+        ctx: &GpuContext,
+        key: String,
+        pack: impl FnOnce() -> Result<(Vec<Tensor>, Vec<Dispatch>)>,
+    ) -> Result<Vec<Tensor>> {
+        let held = self
+            .packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(t) = held {
+            return Ok(t);
+        }
+        let (t, ds) = pack()?;
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        self.packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// [`WeightPacks::get_or_pack`] for a pack of one tensor made by one launch.
+    pub(crate) fn get_or_pack_one(
+        &self,
+        ctx: &GpuContext,
+        key: String,
+        pack: impl FnOnce() -> Result<(Tensor, Dispatch)>,
+    ) -> Result<Tensor> {
+        let packs = self.get_or_pack(ctx, key, || {
+            let (t, d) = pack()?;
+            Ok((vec![t], vec![d]))
+        })?;
+        Ok(packs[0].clone())
     }
 }
