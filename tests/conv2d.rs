@@ -12,9 +12,9 @@ use cnnvis::gpu::Dispatch;
 use cnnvis::ops::conv2d::{
     conv2d_autotune_candidates, conv2d_autotune_choices, conv2d_backward_input,
     conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops, conv2d_forward,
-    conv2d_forward_variant, conv2d_output_shape, conv2d_variant_threads, conv2d_windows_supported,
-    select_conv2d_variant, with_conv2d_autotune, Conv2dAutotune, Conv2dAutotuneEntry,
-    Conv2dAutotuneKey, Conv2dConfig, Conv2dPass, Conv2dVariant,
+    conv2d_forward_variant, conv2d_gemm_splits, conv2d_output_shape, conv2d_variant_threads,
+    conv2d_windows_supported, select_conv2d_variant, with_conv2d_autotune, Conv2dAutotune,
+    Conv2dAutotuneEntry, Conv2dAutotuneKey, Conv2dConfig, Conv2dPass, Conv2dVariant,
 };
 use cnnvis::ops::conv2d::{conv2d_backward_input_cached, conv2d_forward_cached, Conv2dWeightCache};
 use cnnvis::wgpu::DeviceType;
@@ -615,7 +615,7 @@ fn conv2d_every_variant_matches_cpu_reference() {
             );
         }
     }
-    let expected = 3 + conv2d_windows_supported(c) as usize;
+    let expected = 4 + conv2d_windows_supported(c) as usize;
     assert_eq!(ran.len(), expected, "variants run: {ran:?}");
 }
 
@@ -818,15 +818,16 @@ fn conv2d_autotune_key_and_candidates() {
             .is_err()
     );
 
-    use Conv2dVariant::{Direct, Rows, Tiled};
+    use Conv2dVariant::{Direct, Gemm, Rows, Tiled};
     let cands = |p, x: &[usize], w: &[usize], c: &Conv2dConfig, d| {
         conv2d_autotune_candidates(p, x, w, c, d).unwrap()
     };
     for p in [Conv2dPass::Forward, Conv2dPass::BackwardInput] {
-        // GPUs never time the row kernels; CPU adapters do where they apply.
+        // GPUs never time the row kernels, CPU adapters never the gemm kernel (workgroup
+        // memory is slow on lavapipe); each times the others where they apply.
         assert_eq!(
             cands(p, &x, &w, &c1, DeviceType::DiscreteGpu),
-            [Direct, Tiled]
+            [Direct, Gemm, Tiled]
         );
         assert_eq!(
             cands(p, &x, &w, &c1, DeviceType::Cpu),
@@ -838,7 +839,7 @@ fn conv2d_autotune_key_and_candidates() {
         let dw = Conv2dConfig::new().groups(8);
         assert_eq!(
             cands(p, &x, &[8, 1, 1, 1], &dw, DeviceType::IntegratedGpu),
-            [Direct]
+            [Direct, Gemm]
         );
     }
 }
@@ -978,11 +979,12 @@ fn conv2d_autotune_times_once_per_shape_and_matches_reference() {
 fn conv2d_autotune_failure_falls_back_to_the_rule() {
     let _serial = serial();
     const CASE: Case = Case {
-        name: "autotune fallback, stride [2,1]",
+        // Dilated: the windows variant, which the shape-only rule cannot see, does not apply.
+        name: "autotune fallback, stride [2,1], dilation [1,2]",
         x: [2, 5, 6, 5],
         cout: 4,
         k: [3, 2],
-        cfg: cfg([2, 1], [1, 0], [1, 1], 1),
+        cfg: cfg([2, 1], [1, 0], [1, 2], 1),
         bias: false,
     };
     let chosen = autotuned_case(&CASE, Conv2dAutotune::FailForTesting, 32);
@@ -1156,6 +1158,24 @@ fn conv2d_windows_backward_matches_finite_differences() {
             k: [1, 1],
             cfg: cfg([2, 2], [0, 0], [1, 1], 1),
             bias: false,
+        },
+        // Column matrix + 1x1 product (im2col.wgsl): the ResNet stem's 7x7 stride 2 pad 3, and
+        // a 3x2 kernel at stride [2, 1] whose output column count is not the stride's grid.
+        Case {
+            name: "fd windows 7x7 stride 2 pad 3 (columns)",
+            x: [2, 3, 11, 10],
+            cout: 6,
+            k: [7, 7],
+            cfg: cfg([2, 2], [3, 3], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "fd windows 3x2 stride [2,1] pad [0,1] (columns)",
+            x: [1, 4, 7, 6],
+            cout: 5,
+            k: [3, 2],
+            cfg: cfg([2, 1], [0, 1], [1, 1], 1),
+            bias: true,
         },
     ];
     let c = ctx();
@@ -1390,4 +1410,152 @@ fn conv2d_timing_vgg_layer() {
             flops / s / 1e9
         );
     }
+}
+
+/// The gemm kernel's tiles are 64 x 64 with k in steps of 16, and small outputs split k: these
+/// shapes give it row, column and k tails, one and several splits, groups, stride and
+/// dilation, against the CPU references (forward with bias, backward, backward accumulating).
+#[test]
+fn conv2d_gemm_matches_cpu_reference_with_tails_and_split_k() {
+    let _serial = serial();
+    let c = ctx();
+    let mut rng = Rng::new(31);
+    let cases = [
+        // 70 rows (two row tiles), 9 x 11 = 99 columns (two column tiles), k = 5 * 9 = 45.
+        Case {
+            name: "gemm: row and column tails",
+            x: [1, 5, 9, 11],
+            cout: 70,
+            k: [3, 3],
+            cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+            bias: true,
+        },
+        // One tile, k = 72 * 9 = 648: split-K.
+        Case {
+            name: "gemm: split k, 7x7",
+            x: [1, 72, 7, 7],
+            cout: 40,
+            k: [3, 3],
+            cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "gemm: split k, groups 2, stride 2, dilation [1,2], N=2",
+            x: [2, 48, 9, 10],
+            cout: 20,
+            k: [3, 3],
+            cfg: cfg([2, 2], [1, 2], [1, 2], 2),
+            bias: true,
+        },
+        Case {
+            name: "gemm: 7x7 stride 2 pad 3, N=3",
+            x: [3, 3, 23, 21],
+            cout: 9,
+            k: [7, 7],
+            cfg: cfg([2, 2], [3, 3], [1, 1], 1),
+            bias: false,
+        },
+    ];
+    let mut split_counts = BTreeSet::new();
+    for case in &cases {
+        let (xs, ws, ys) = (case.x, case.w(), case.y());
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let bv = rng.vec(case.cout, -1.0, 1.0);
+        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+        let base = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let (x, w, b, dy) = (
+            upload(&xs, &xv),
+            upload(&ws, &wv),
+            upload(&[case.cout], &bv),
+            upload(&ys, &dyv),
+        );
+        for pass in [Conv2dPass::Forward, Conv2dPass::BackwardInput] {
+            let splits = conv2d_gemm_splits(pass, &xs, &ws, &case.cfg).unwrap();
+            split_counts.insert(splits.expect("the gemm variant applies") > 1);
+        }
+        let y = poisoned(&ys);
+        let bias = case.bias.then_some(&b);
+        let fwd = conv2d_forward_variant(c, Conv2dVariant::Gemm, &y, &x, &w, bias, &case.cfg);
+        run(&[&fwd.unwrap()]);
+        let want_y = forward_ref(case, &xv, &wv, case.bias.then_some(&bv[..]));
+        let terms = ws[1] * ws[2] * ws[3];
+        let name = case.name;
+        assert_close(
+            &format!("forward {name}"),
+            &download(&y),
+            &want_y,
+            atol(terms),
+            1e-5,
+        );
+
+        let want_dx = backward_input_ref(case, &dyv, &wv);
+        let terms = case.cout / case.cfg.groups * ws[2] * ws[3];
+        let dx = poisoned(&xs);
+        let v = Conv2dVariant::Gemm;
+        run(&[&conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, false).unwrap()]);
+        assert_close(
+            &format!("backward {name}"),
+            &download(&dx),
+            &want_dx,
+            atol(terms),
+            1e-5,
+        );
+        dx.write(c, &base).unwrap();
+        run(&[&conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, true).unwrap()]);
+        let sum: Vec<f64> = want_dx
+            .iter()
+            .zip(&base)
+            .map(|(a, &b)| a + b as f64)
+            .collect();
+        assert_close(
+            &format!("backward acc {name}"),
+            &download(&dx),
+            &sum,
+            atol(terms),
+            1e-5,
+        );
+    }
+    assert_eq!(split_counts.len(), 2, "one and several k splits both ran");
+}
+
+/// The gemm kernel's backward to the input against finite differences of the forward pass.
+#[test]
+fn conv2d_gemm_backward_matches_finite_differences() {
+    let _serial = serial();
+    let c = ctx();
+    let case = Case {
+        name: "fd gemm",
+        x: [2, 6, 6, 5],
+        cout: 8,
+        k: [3, 2],
+        cfg: cfg([2, 1], [1, 1], [1, 2], 2),
+        bias: true,
+    };
+    let mut rng = Rng::new(33);
+    let (xs, ws, ys) = (case.x, case.w(), case.y());
+    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let bv = rng.vec(case.cout, -1.0, 1.0);
+    let wts = rng.vec(ys.iter().product(), -1.0, 1.0);
+    let (w, dy) = (upload(&ws, &wv), upload(&ys, &wts));
+    let dx = poisoned(&xs);
+    let v = Conv2dVariant::Gemm;
+    run(&[&conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, false).unwrap()]);
+    let loss = |xv: &[f32]| {
+        let (x, w, b) = (upload(&xs, xv), upload(&ws, &wv), upload(&[case.cout], &bv));
+        let y = zeros(&ys);
+        run(&[&conv2d_forward_variant(c, v, &y, &x, &w, Some(&b), &case.cfg).unwrap()]);
+        weighted_sum(&wts, &download(&y))
+    };
+    fd_check(
+        "fd gemm dx",
+        &xv,
+        &download(&dx),
+        1e-2,
+        1e-3,
+        60,
+        &mut rng,
+        loss,
+    );
 }

@@ -50,6 +50,19 @@ pub enum Binding<'a> {
     },
 }
 
+/// One launch of [`GpuContext::dispatch_many`]: its kernel, parameters (binding 0), tensors
+/// and grid.
+pub struct Launch<'a, P> {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Its uniform parameters.
+    pub params: P,
+    /// Binding numbers and what each binds.
+    pub bindings: Vec<(u32, Binding<'a>)>,
+    /// Workgroup counts.
+    pub workgroups: [u32; 3],
+}
+
 impl Binding<'_> {
     fn tensor(&self) -> &Tensor {
         match self {
@@ -144,6 +157,118 @@ impl GpuContext {
         bindings: &[(u32, Binding)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
+        self.dispatch_many(
+            kernel,
+            &[Launch {
+                kernel,
+                params: *params,
+                bindings: bindings.to_vec(),
+                workgroups,
+            }],
+        )
+    }
+
+    /// Builds `launches` as one dispatch named after `main` (see [`Dispatch::chain`]), with
+    /// all their parameters in one uniform buffer, each launch binding its slice at binding 0.
+    /// An operation of thousands of launches (the window kernels) thus allocates one buffer,
+    /// not one per launch: each allocation walks the driver allocator's free list, which made
+    /// building a VGG16 backward plan cost 0.3 s on lavapipe.
+    pub fn dispatch_many<P: bytemuck::Pod>(
+        &self,
+        main: Kernel,
+        launches: &[Launch<'_, P>],
+    ) -> Result<Dispatch> {
+        for l in launches {
+            self.check_launch(l.kernel, &l.bindings, l.workgroups)?;
+        }
+        let align = u64::from(self.limits().min_uniform_buffer_offset_alignment.max(1));
+        let size = std::mem::size_of::<P>() as u64;
+        let stride = size.div_ceil(align) * align;
+        let mut contents = vec![0u8; (stride * launches.len().max(1) as u64) as usize];
+        for (i, l) in launches.iter().enumerate() {
+            let at = i * stride as usize;
+            contents[at..at + size as usize].copy_from_slice(bytemuck::bytes_of(&l.params));
+        }
+        let mut pipelines = Vec::with_capacity(launches.len());
+        for l in launches {
+            pipelines.push(self.kernels.pipeline(self, l.kernel)?);
+        }
+        let context = format!("binding {}::{}", main.shader.file(), main.entry);
+        let (params_buffer, steps) = self.scoped(&context, || {
+            let params_buffer =
+                self.device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("cnnvis params"),
+                        contents: &contents,
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    });
+            let steps: Vec<Step> = launches
+                .iter()
+                .zip(pipelines)
+                .enumerate()
+                .map(|(i, (l, pipeline))| {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &params_buffer,
+                            offset: i as u64 * stride,
+                            size: NonZeroU64::new(size),
+                        }),
+                    }];
+                    for (binding, b) in &l.bindings {
+                        let (offset, size) = match *b {
+                            Binding::Storage(t) => (0, t.byte_size()),
+                            Binding::Uniform { offset, size, .. } => (offset, size),
+                        };
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: *binding,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: b.tensor().buffer(),
+                                offset,
+                                size: NonZeroU64::new(size),
+                            }),
+                        });
+                    }
+                    let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(l.kernel.entry),
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    });
+                    Step {
+                        kernel: l.kernel,
+                        pipeline,
+                        bind_group,
+                        workgroups: l.workgroups,
+                    }
+                })
+                .collect();
+            (params_buffer, steps)
+        })?;
+        let mut tensors: Vec<Tensor> = Vec::new();
+        for l in launches {
+            for (_, b) in &l.bindings {
+                let t = b.tensor();
+                // Consecutive launches mostly bind the same tensors; keep each once.
+                if !tensors.iter().any(|k| k.same_buffer(t)) {
+                    tensors.push(t.clone());
+                }
+            }
+        }
+        Ok(Dispatch {
+            kernel: main,
+            steps,
+            _tensors: tensors,
+            _params: vec![params_buffer],
+        })
+    }
+
+    /// Checks one launch's bindings and grid against the device limits.
+    fn check_launch(
+        &self,
+        kernel: Kernel,
+        bindings: &[(u32, Binding)],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
         let limits = self.limits();
         let max_wg = limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&w| w > max_wg) {
@@ -190,52 +315,7 @@ impl GpuContext {
                 ));
             }
         }
-        let pipeline = self.kernels.pipeline(self, kernel)?;
-        let context = format!("binding {}::{}", kernel.shader.file(), kernel.entry);
-        let (params_buffer, bind_group) = self.scoped(&context, || {
-            let params_buffer =
-                self.device()
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("cnnvis params"),
-                        contents: bytemuck::bytes_of(params),
-                        usage: wgpu::BufferUsages::UNIFORM,
-                    });
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params_buffer.as_entire_binding(),
-            }];
-            for (binding, b) in bindings {
-                let (offset, size) = match *b {
-                    Binding::Storage(t) => (0, t.byte_size()),
-                    Binding::Uniform { offset, size, .. } => (offset, size),
-                };
-                entries.push(wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: b.tensor().buffer(),
-                        offset,
-                        size: NonZeroU64::new(size),
-                    }),
-                });
-            }
-            let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(kernel.entry),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
-            (params_buffer, bind_group)
-        })?;
-        Ok(Dispatch {
-            kernel,
-            steps: vec![Step {
-                kernel,
-                pipeline,
-                bind_group,
-                workgroups,
-            }],
-            _tensors: bindings.iter().map(|(_, b)| b.tensor().clone()).collect(),
-            _params: vec![params_buffer],
-        })
+        Ok(())
     }
 
     /// A grid of `WG`-thread workgroups covering `threads` threads, folded into two dimensions

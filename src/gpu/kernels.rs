@@ -22,6 +22,11 @@ pub enum Shader {
     Conv2dWindows,
     /// `conv1x1_windows.wgsl`: 1x1 convolution through uniform windows (as above).
     Conv1x1Windows,
+    /// `conv2d_gemm.wgsl`: convolution as an implicit GEMM with shared-memory tiles (GPUs).
+    Conv2dGemm,
+    /// `im2col.wgsl`: a convolution's column matrix and its adjoint (k x k convs as 1x1
+    /// products through the uniform windows).
+    Im2col,
     /// `relu.wgsl`: ReLU forward and its standard, guided and deconvnet backward rules.
     Relu,
     /// `pool.wgsl`: max, average, adaptive average and global average pooling.
@@ -55,10 +60,12 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 17] = [
+    pub const ALL: [Shader; 19] = [
         Shader::Conv2d,
         Shader::Conv2dWindows,
         Shader::Conv1x1Windows,
+        Shader::Conv2dGemm,
+        Shader::Im2col,
         Shader::Relu,
         Shader::Pool,
         Shader::Linear,
@@ -81,6 +88,8 @@ impl Shader {
             Shader::Conv2d => "conv2d.wgsl",
             Shader::Conv2dWindows => "conv2d_windows.wgsl",
             Shader::Conv1x1Windows => "conv1x1_windows.wgsl",
+            Shader::Conv2dGemm => "conv2d_gemm.wgsl",
+            Shader::Im2col => "im2col.wgsl",
             Shader::Relu => "relu.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Linear => "linear.wgsl",
@@ -103,6 +112,8 @@ impl Shader {
             Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Shader::Conv2dWindows => include_str!("../../shaders/conv2d_windows.wgsl"),
             Shader::Conv1x1Windows => include_str!("../../shaders/conv1x1_windows.wgsl"),
+            Shader::Conv2dGemm => include_str!("../../shaders/conv2d_gemm.wgsl"),
+            Shader::Im2col => include_str!("../../shaders/im2col.wgsl"),
             Shader::Relu => include_str!("../../shaders/relu.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),

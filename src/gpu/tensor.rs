@@ -271,6 +271,11 @@ impl Tensor {
         self.numel() as u64 * 4
     }
 
+    /// Whether `other` shares this tensor's buffer (a clone or a reshape of it).
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
     /// The underlying wgpu buffer, for hosts that bind it themselves.
     pub fn buffer(&self) -> &wgpu::Buffer {
         match &self.storage.buffer {

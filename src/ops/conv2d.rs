@@ -1,14 +1,18 @@
 //! 2-D convolution with `torch.nn.Conv2d` semantics (stride, zero padding, dilation, groups,
 //! optional bias): forward, backward to the input, backward to the weight and bias.
 //!
-//! Each pass picks one of four kernels (see `shaders/conv2d.wgsl`):
+//! Each pass picks one of five kernels (see `shaders/conv2d.wgsl`):
 //! - the windows kernels (`shaders/conv2d_windows.wgsl`, [`crate::ops::conv2d_windows`]) for
-//!   3x3, unit stride and dilation, one group, padding up to 2, on adapters with fixed 8-lane
-//!   subgroups (lavapipe): both operands packed into 64 KiB uniform-buffer windows, whose
-//!   loads lavapipe vectorizes; 3x faster than the row kernels there;
+//!   one group and unit dilation on adapters with fixed 8-lane subgroups (lavapipe): both
+//!   operands packed into 64 KiB uniform-buffer windows, whose loads lavapipe vectorizes; 3x3
+//!   with padding up to 2, 1x1 without padding ([`crate::ops::conv1x1_windows`]), and any
+//!   other kernel as a column matrix and a 1x1 product ([`crate::ops::conv2d_cols`]: ResNet's
+//!   7x7 stem); 3x faster than the row kernels there;
 //! - row kernels when Kw == 3 with unit stride and dilation along W (forward and backward to
 //!   the input also need them along H): VGG's and ResNet's 3x3 layers; each loaded row of
 //!   values feeds all three taps, and 12 (8) channels x 3 rows x 16 columns per thread;
+//! - an implicit GEMM with 64 x 64 shared-memory tiles and split-K
+//!   ([`crate::ops::conv2d_gemm`]), for GPUs, where autotuning times it;
 //! - a generic register-tiled kernel (8 channels x 8 positions per thread);
 //! - a direct kernel, one thread per output element.
 //!
@@ -18,14 +22,14 @@
 //! variant with the most outputs per thread that still launches enough threads to fill the
 //! chip. [`conv2d_forward_cached`] and [`conv2d_backward_input_cached`] keep the windows
 //! kernels' packed weights in a [`Conv2dWeightCache`] (a model does, per layer).
-//! `CNNVIS_CONV_VARIANT=windows|rows|tiled|direct` forces a variant wherever it applies and
+//! `CNNVIS_CONV_VARIANT=windows|gemm|rows|tiled|direct` forces a variant wherever it applies and
 //! `CNNVIS_CONV_MIN_THREADS=N` sets the GPU thread target (both read once per process);
 //! [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force one per call.
 //! Backward-weight picks from the shapes alone.
 //!
 //! Autotuning: on GPU adapters, the first time a forward or backward-to-input dispatch is built
-//! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct
-//! and tiled; never rows, whose accumulators spill a GPU thread's registers) is timed on scratch
+//! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct,
+//! gemm and tiled; never rows, whose accumulators spill a GPU thread's registers) is timed on scratch
 //! tensors of the same shapes (one warm-up, then a few timed submissions) and the fastest is
 //! cached for the rest of the process, keyed by adapter, pass, shapes and config
 //! ([`conv2d_autotune_choices`] lists the cache). `CNNVIS_CONV_AUTOTUNE=0` turns it off (the rule
@@ -40,6 +44,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::conv1x1_windows::{self as windows1, Px1Plan};
+use crate::ops::conv2d_cols::ColsPlan;
+use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape};
 use crate::ops::conv2d_windows::{self as windows, WindowPlan};
 /// The windows kernels' packed weights of one conv layer (see [`WeightPacks`]).
 pub use crate::ops::windows::WeightPacks as Conv2dWeightCache;
@@ -194,11 +200,13 @@ struct ConvParams {
 }
 const _: () = assert!(std::mem::size_of::<ConvParams>() == 112);
 
-/// The windows variant's plan: the 3x3 or the 1x1 kernels.
+/// The windows variant's plan: the 3x3 or the 1x1 kernels, or other k x k kernels as a
+/// column matrix and a 1x1 product.
 #[derive(Debug, Clone, Copy)]
 enum WindowKind {
     K3(WindowPlan),
     K1(Px1Plan),
+    Cols(ColsPlan),
 }
 
 impl WindowKind {
@@ -206,6 +214,7 @@ impl WindowKind {
         match self {
             WindowKind::K3(p) => p.threads(),
             WindowKind::K1(p) => p.threads(),
+            WindowKind::Cols(p) => p.threads(),
         }
     }
 
@@ -229,6 +238,7 @@ impl WindowKind {
             WindowKind::K1(p) => {
                 windows1::build(ctx, p, target, source, w, bias, flip, accumulate, cache)
             }
+            WindowKind::Cols(p) => p.build(ctx, target, source, w, bias, accumulate, cache),
         }
     }
 }
@@ -314,6 +324,17 @@ impl Geometry {
                     }
                 };
             (WindowKind::K1(plan), plan.target_shape())
+        } else if self.kh * self.kw > 1 {
+            let plan = ColsPlan::new(
+                [self.n, self.cin, self.h, self.w],
+                self.cout,
+                [self.kh, self.kw],
+                c.stride,
+                c.padding,
+                [self.ho, self.wo],
+                pass == Conv2dPass::BackwardInput,
+            )?;
+            (WindowKind::Cols(plan), plan.target_shape())
         } else {
             return None;
         };
@@ -322,6 +343,22 @@ impl Geometry {
             Conv2dPass::BackwardInput => [self.n, self.cin, self.h, self.w],
         };
         (shape == expect).then_some(plan)
+    }
+    /// The gemm variant's sizes.
+    fn gemm_shape(&self) -> GemmShape {
+        GemmShape {
+            x: [self.n, self.cin, self.h, self.w],
+            y: self.y_shape(),
+            k: [self.kh, self.kw],
+            stride: self.cfg.stride,
+            padding: self.cfg.padding,
+            dilation: self.cfg.dilation,
+            groups: self.cfg.groups,
+        }
+    }
+    /// The gemm variant's plan for `pass` (`None` where its grid would be too large).
+    fn gemm_plan(&self, pass: Conv2dPass) -> Option<GemmPlan> {
+        GemmPlan::new(&self.gemm_shape(), pass == Conv2dPass::BackwardInput)
     }
     /// Length of a weight row: Cin/groups * Kh * Kw.
     fn k(&self) -> usize {
@@ -470,39 +507,48 @@ pub enum Conv2dVariant {
     Rows,
     /// Packed operands read through 64 KiB uniform windows, 8-lane subgroups sharing inputs
     /// (`conv2d_windows`: 3 rows x 8 columns of one channel per lane, for 3x3 with padding up
-    /// to 2, strided ones run at stride 1 with s^2 the work; `conv1x1_windows`: 24 pixels per lane, for 1x1 without padding);
-    /// one group, unit dilation; on adapters with fixed 8-lane subgroups (lavapipe).
+    /// to 2, strided ones run at stride 1 with s^2 the work; `conv1x1_windows`: 24 pixels per
+    /// lane, for 1x1 without padding; other kernels, such as ResNet's 7x7 stride-2 stem, as a
+    /// column matrix (`im2col.wgsl`) and a 1x1 product); one group, unit dilation; on adapters
+    /// with fixed 8-lane subgroups (lavapipe).
     Windows,
+    /// Implicit GEMM with 64 x 64 shared-memory tiles, 4 x 4 outputs per thread and split-K
+    /// (`conv2d_gemm.wgsl`); any configuration. For GPUs: autotuning times it there; on CPU
+    /// adapters it runs only when asked for (workgroup memory is slow on lavapipe).
+    Gemm,
 }
 
 impl Conv2dVariant {
     /// Every variant, fewest outputs per thread first.
-    pub const ALL: [Conv2dVariant; 4] = [
+    pub const ALL: [Conv2dVariant; 5] = [
         Conv2dVariant::Direct,
         Conv2dVariant::Windows,
+        Conv2dVariant::Gemm,
         Conv2dVariant::Tiled,
         Conv2dVariant::Rows,
     ];
 
-    /// Parses `direct` (or `naive`), `tiled`, `rows` or `windows`, as `CNNVIS_CONV_VARIANT`
-    /// takes them.
+    /// Parses `direct` (or `naive`), `tiled`, `rows`, `windows` or `gemm`, as
+    /// `CNNVIS_CONV_VARIANT` takes them.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "direct" | "naive" => Some(Conv2dVariant::Direct),
             "tiled" => Some(Conv2dVariant::Tiled),
             "rows" => Some(Conv2dVariant::Rows),
             "windows" => Some(Conv2dVariant::Windows),
+            "gemm" => Some(Conv2dVariant::Gemm),
             _ => None,
         }
     }
 
-    /// Lower-case name (`direct`, `tiled`, `rows`, `windows`).
+    /// Lower-case name (`direct`, `tiled`, `rows`, `windows`, `gemm`).
     pub fn name(self) -> &'static str {
         match self {
             Conv2dVariant::Direct => "direct",
             Conv2dVariant::Tiled => "tiled",
             Conv2dVariant::Rows => "rows",
             Conv2dVariant::Windows => "windows",
+            Conv2dVariant::Gemm => "gemm",
         }
     }
 
@@ -515,6 +561,7 @@ impl Conv2dVariant {
             _ if windows::is_conv_kernel(kernel) || windows1::is_conv_kernel(kernel) => {
                 Some(Conv2dVariant::Windows)
             }
+            _ if gemm::is_conv_kernel(kernel) => Some(Conv2dVariant::Gemm),
             _ => None,
         }
     }
@@ -527,6 +574,7 @@ impl Conv2dVariant {
             (Conv2dVariant::Rows, Conv2dPass::Forward) => ROW_C * ROW_Y * ROW_P,
             (Conv2dVariant::Rows, Conv2dPass::BackwardInput) => ROW_C_BWI * ROW_Y * ROW_P,
             (Conv2dVariant::Windows, _) => 24,
+            (Conv2dVariant::Gemm, _) => gemm::OUTPUTS_PER_THREAD,
         }
     }
 }
@@ -561,6 +609,20 @@ pub fn conv2d_variant_threads(
         pass,
         variant,
     ))
+}
+
+/// The k ranges the [`Conv2dVariant::Gemm`] kernel sums `pass` in, for these shapes (1: one,
+/// written directly; more: split-K partial sums added by a second launch); `None` where the
+/// variant does not apply (its grid would exceed the per-dimension limit).
+pub fn conv2d_gemm_splits(
+    pass: Conv2dPass,
+    x: &[usize],
+    w: &[usize],
+    cfg: &Conv2dConfig,
+) -> Result<Option<usize>> {
+    Ok(geometry("conv2d", x, w, cfg)?
+        .gemm_plan(pass)
+        .map(|p| p.splits()))
 }
 
 /// The variant `conv2d_forward` / `conv2d_backward_input` pick for these shapes on an adapter
@@ -605,6 +667,7 @@ fn variant_threads(g: &Geometry, pass: Conv2dPass, v: Conv2dVariant) -> Option<u
             groups * ch.div_ceil(rc) * g.n * h.div_ceil(ROW_Y) * w.div_ceil(ROW_P)
         }),
         Conv2dVariant::Windows => g.window_plan(pass).map(|p| p.threads()),
+        Conv2dVariant::Gemm => g.gemm_plan(pass).map(|p| p.threads()),
     }
 }
 
@@ -633,7 +696,7 @@ fn choose_variant(
     let candidates: Vec<(Conv2dVariant, usize)> = Conv2dVariant::ALL
         .into_iter()
         .filter(|&v| v.outputs_per_thread(pass) <= GPU_MAX_OUTPUTS_PER_THREAD)
-        .filter(|&v| v != Conv2dVariant::Windows)
+        .filter(|&v| v != Conv2dVariant::Windows && v != Conv2dVariant::Gemm)
         .filter(|&v| v != Conv2dVariant::Tiled || tiled_ok)
         .filter_map(|v| Some((v, variant_threads(g, pass, v)?)))
         .collect();
@@ -737,12 +800,20 @@ fn pick_variant(
             Some(_) => Ok(v),
             None => Err(Error::shape(
                 op,
-                format!(
-                    "the {} variant needs Kw == 3 with unit stride and dilation ({:?}, Kw = {})",
-                    v.name(),
-                    g.cfg,
-                    g.kw
-                ),
+                if v == Conv2dVariant::Gemm {
+                    format!(
+                        "the gemm variant's grid exceeds 65535 workgroups per dimension ({:?}, \
+                         x [{}, {}, {}, {}])",
+                        g.cfg, g.n, g.cin, g.h, g.w
+                    )
+                } else {
+                    format!(
+                        "the {} variant needs Kw == 3 with unit stride and dilation ({:?}, Kw = {})",
+                        v.name(),
+                        g.cfg,
+                        g.kw
+                    )
+                },
             )),
         };
     }
@@ -940,6 +1011,7 @@ fn autotune_candidates(
         })
         .filter(|&v| v != Conv2dVariant::Tiled || ch >= TILED_MIN_CHANNELS)
         .filter(|&v| v != Conv2dVariant::Windows)
+        .filter(|&v| v != Conv2dVariant::Gemm || device != wgpu::DeviceType::Cpu)
         .filter(|&v| variant_threads(g, pass, v).is_some())
         .collect()
 }
@@ -1093,6 +1165,12 @@ fn forward(
                 .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
             plan.build(ctx, y, x, w, b, false, false, cache)
         }
+        Conv2dVariant::Gemm => {
+            let plan = g
+                .gemm_plan(Conv2dPass::Forward)
+                .ok_or_else(|| Error::shape(OP, "the gemm variant's grid is too large"))?;
+            gemm::build(ctx, &g.gemm_shape(), &plan, false, y, x, w, b, false)
+        }
         Conv2dVariant::Rows => {
             let blocks_c = g.cout_g().div_ceil(ROW_C);
             let segs = g.wo.div_ceil(ROW_P);
@@ -1185,6 +1263,22 @@ fn backward_input(
                 .window_plan(Conv2dPass::BackwardInput)
                 .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
             plan.build(ctx, dx, dy, w, None, true, accumulate, cache)
+        }
+        Conv2dVariant::Gemm => {
+            let plan = g
+                .gemm_plan(Conv2dPass::BackwardInput)
+                .ok_or_else(|| Error::shape(OP, "the gemm variant's grid is too large"))?;
+            gemm::build(
+                ctx,
+                &g.gemm_shape(),
+                &plan,
+                true,
+                dx,
+                dy,
+                w,
+                None,
+                accumulate,
+            )
         }
         Conv2dVariant::Rows => {
             let blocks_c = g.cin_g().div_ceil(ROW_C_BWI);

@@ -11,7 +11,7 @@
 //! `2 - pad`, with the weights transposed and flipped.
 
 use crate::error::Result;
-use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor};
 use crate::ops::windows::{
     self, window, WeightPacks, LANES, MAX_PACK_BYTES, WINDOW_BYTES, WINDOW_FLOATS,
 };
@@ -329,6 +329,7 @@ pub(crate) fn build(
 ) -> Result<Dispatch> {
     const OP: &str = "conv2d_windows";
     let mut parts = Vec::new();
+    let mut launches = Vec::new();
     let wpack = match cache {
         Some(cache) => cache.get_or_pack_one(ctx, plan.pack_key(flip), || {
             pack_weights(ctx, plan, w, flip)
@@ -359,12 +360,12 @@ pub(crate) fn build(
         let mut params = base;
         params.n = crate::ops::to_i32(OP, "image", n)?;
         params.total = crate::ops::to_i32(OP, "packed vec4", pack_total)?;
-        parts.push(ctx.dispatch(
-            PACK,
-            &params,
-            &[(1, source), (3, &ipack)],
-            ctx.grid_1d(pack_total)?,
-        )?);
+        launches.push(Launch {
+            kernel: PACK,
+            params,
+            bindings: vec![(1, Binding::Storage(source)), (3, Binding::Storage(&ipack))],
+            workgroups: ctx.grid_1d(pack_total)?,
+        });
         for band in 0..plan.bands {
             for g in 0..plan.groups {
                 let mut params = base;
@@ -382,14 +383,15 @@ pub(crate) fn build(
                     ));
                 }
                 let blocks = (plan.ct - g * plan.gsize).min(plan.gsize).div_ceil(LANES);
-                parts.push(ctx.dispatch_bound(
-                    conv,
-                    &params,
-                    &bindings,
-                    [plan.ncb as u32, blocks as u32, 1],
-                )?);
+                launches.push(Launch {
+                    kernel: conv,
+                    params,
+                    bindings,
+                    workgroups: [plan.ncb as u32, blocks as u32, 1],
+                });
             }
         }
     }
+    parts.push(ctx.dispatch_many(conv, &launches)?);
     Ok(Dispatch::chain(conv, parts))
 }

@@ -10,7 +10,7 @@
 //! the weight transposed.
 
 use crate::error::Result;
-use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor};
 use crate::ops::to_i32;
 use crate::ops::windows::{self, WeightPacks, WINDOW_BYTES};
 
@@ -185,6 +185,7 @@ pub(crate) fn build(
     const OP: &str = "linear_windows";
     let plan = DensePlan::new(rows, cols);
     let mut parts = Vec::new();
+    let mut launches = Vec::new();
     let wpack = match cache {
         Some(cache) => cache.get_or_pack(ctx, format!("dense flip={flip} {plan:?}"), || {
             pack_weights(ctx, &plan, ops.w, flip)
@@ -225,12 +226,12 @@ pub(crate) fn build(
         params.nc = (ops.n - n0).min(chunk) as i32;
         let total = plan.ranges * per_range;
         params.total = to_i32(OP, "packed vec4", total)?;
-        parts.push(ctx.dispatch(
-            PACK,
-            &params,
-            &[(1, ops.s), (3, &ipack)],
-            ctx.grid_1d(total)?,
-        )?);
+        launches.push(Launch {
+            kernel: PACK,
+            params,
+            bindings: vec![(1, Binding::Storage(ops.s)), (3, Binding::Storage(&ipack))],
+            workgroups: ctx.grid_1d(total)?,
+        });
         for q in 0..plan.ranges {
             for (g, wpack_g) in wpack.iter().enumerate() {
                 let mut p = params;
@@ -261,14 +262,15 @@ pub(crate) fn build(
                     ));
                 }
                 let blocks = (plan.rows - g * GROUP_ROWS).min(GROUP_ROWS).div_ceil(8);
-                parts.push(ctx.dispatch_bound(
-                    if add { entry_acc } else { entry },
-                    &p,
-                    &bindings,
-                    [blocks as u32, 1, 1],
-                )?);
+                launches.push(Launch {
+                    kernel: if add { entry_acc } else { entry },
+                    params: p,
+                    bindings,
+                    workgroups: [blocks as u32, 1, 1],
+                });
             }
         }
     }
+    parts.push(ctx.dispatch_many(entry, &launches)?);
     Ok(Dispatch::chain(entry, parts))
 }

@@ -3,6 +3,8 @@
 
 pub mod conv1x1_windows;
 pub mod conv2d;
+pub mod conv2d_cols;
+pub mod conv2d_gemm;
 pub mod conv2d_windows;
 pub mod elementwise;
 pub mod fma_peak;
@@ -22,6 +24,8 @@ use crate::gpu::{DType, Kernel, Tensor};
 pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[
     conv1x1_windows::KERNELS,
     conv2d::KERNELS,
+    conv2d_cols::KERNELS,
+    conv2d_gemm::KERNELS,
     conv2d_windows::KERNELS,
     elementwise::KERNELS,
     fma_peak::KERNELS,
