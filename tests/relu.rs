@@ -39,8 +39,12 @@ fn backward_ref(x: &[f32], dy: &[f32], rule: ReluRule) -> Vec<f64> {
         .collect()
 }
 
-/// Odd element counts run one element per thread, multiples of 4 the _vec4 kernels.
+/// Odd element counts run one element per thread, multiples of 4 the _vec4 kernels; on
+/// lavapipe, multiples of 4 spanning 64 KiB windows the _windows kernels (exactly one window;
+/// 4 windows and a tail; 7 + 2 windows in two launches and a tail).
 const SHAPES: &[&[usize]] = &[
+    &[1, 1, 128, 128],
+    &[1, 9, 128, 129],
     &[1, 1, 1, 1],
     &[2, 3, 5, 7],
     &[3, 17, 13, 11],
@@ -251,4 +255,44 @@ fn relu_redirected_backward_matches_cpu_reference_per_image() {
     // The elementwise entry point refuses the rule instead of guessing.
     let x = upload(&[1, 4], &[1.0, -1.0, 2.0, -2.0]);
     assert!(relu_backward(c, &zeros(&[1, 4]), &x, &x, ReluRule::Redirected, false).is_err());
+}
+
+/// Where the uniform-window kernels run (lavapipe), large tensors of whole vec4 take the
+/// _windows kernels unless they accumulate; the rest keep the storage kernels.
+#[test]
+fn relu_windows_kernels_serve_large_tensors_on_window_adapters() {
+    let c = ctx();
+    let windows = cnnvis::ops::conv2d::conv2d_windows_supported(c);
+    let entry = |shape: &[usize], backward: Option<(ReluRule, bool)>| {
+        let (x, t) = (zeros(shape), zeros(shape));
+        let d = match backward {
+            None => relu_forward(c, &t, &x).unwrap(),
+            Some((rule, acc)) => relu_backward(c, &t, &x, &x, rule, acc).unwrap(),
+        };
+        d.kernel().entry
+    };
+    let big: &[usize] = &[1, 2, 128, 128];
+    let want = |w: &'static str, v: &'static str| if windows { w } else { v };
+    assert_eq!(
+        entry(big, None),
+        want("relu_forward_windows", "relu_forward_vec4")
+    );
+    for (rule, name) in [
+        (ReluRule::Standard, "relu_backward"),
+        (ReluRule::Guided, "relu_backward_guided"),
+        (ReluRule::Deconvnet, "relu_backward_deconv"),
+    ] {
+        let w = entry(big, Some((rule, false)));
+        assert_eq!(
+            w,
+            if windows {
+                format!("{name}_windows")
+            } else {
+                format!("{name}_vec4")
+            }
+        );
+        assert_eq!(entry(big, Some((rule, true))), format!("{name}_vec4"));
+    }
+    assert_eq!(entry(&[1, 1, 64, 64], None), "relu_forward_vec4");
+    assert_eq!(entry(&[1, 1, 129, 127], None), "relu_forward");
 }

@@ -2,7 +2,8 @@
 //! redirected gradient for activation maximization.
 
 use crate::error::{Error, Result};
-use crate::gpu::{DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor, WG};
+use crate::ops::windows::{self, window, WINDOW_BYTES, WINDOW_FLOATS};
 use crate::ops::{expect_dtype, expect_shape, to_u32};
 
 const FORWARD: Kernel = Kernel::new(Shader::Relu, "relu_forward");
@@ -16,6 +17,10 @@ const FORWARD_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_forward_vec4");
 const BACKWARD_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_backward_vec4");
 const BACKWARD_GUIDED_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_backward_guided_vec4");
 const BACKWARD_DECONV_VEC4: Kernel = Kernel::new(Shader::Relu, "relu_backward_deconv_vec4");
+const FORWARD_WINDOWS: Kernel = Kernel::new(Shader::Relu, "relu_forward_windows");
+const BACKWARD_WINDOWS: Kernel = Kernel::new(Shader::Relu, "relu_backward_windows");
+const BACKWARD_GUIDED_WINDOWS: Kernel = Kernel::new(Shader::Relu, "relu_backward_guided_windows");
+const BACKWARD_DECONV_WINDOWS: Kernel = Kernel::new(Shader::Relu, "relu_backward_deconv_windows");
 
 /// Kernels of this family.
 pub const KERNELS: &[Kernel] = &[
@@ -30,7 +35,18 @@ pub const KERNELS: &[Kernel] = &[
     BACKWARD_VEC4,
     BACKWARD_GUIDED_VEC4,
     BACKWARD_DECONV_VEC4,
+    FORWARD_WINDOWS,
+    BACKWARD_WINDOWS,
+    BACKWARD_GUIDED_WINDOWS,
+    BACKWARD_DECONV_WINDOWS,
 ];
+
+/// vec4 per 64 KiB window, and windows of each operand per launch of the _windows kernels.
+const WINDOW_VEC4: usize = WINDOW_FLOATS / 4;
+const WINDOWS: usize = 7;
+/// First binding of the x windows and of the dy windows.
+const X_WINDOWS: u32 = 10;
+const DY_WINDOWS: u32 = 17;
 
 /// Which rule carries a gradient back through a ReLU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,14 +66,78 @@ pub enum ReluRule {
 
 /// Mirror of `ReluParams` in relu.wgsl.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct ReluParams {
     n: u32,
     accumulate: u32,
     inner: u32,
     batch: u32,
+    base: u32,
+    windows: u32,
+    _pad: [u32; 2],
 }
-const _: () = assert!(std::mem::size_of::<ReluParams>() == 16);
+const _: () = assert!(std::mem::size_of::<ReluParams>() == 32);
+
+/// Whether a pass over `numel` elements runs the _windows kernels: on adapters that run the
+/// uniform-window kernels (lavapipe, see [`crate::ops::windows`]), for tensors of whole vec4
+/// that span at least one window, without accumulating.
+fn use_windows(ctx: &GpuContext, numel: usize, accumulate: bool) -> bool {
+    !accumulate
+        && numel.is_multiple_of(4)
+        && numel / 4 >= WINDOW_VEC4
+        && windows::supported(ctx, 1 + 2 * WINDOWS as u32, WINDOW_BYTES)
+}
+
+/// The _windows `kernel` over the operands' whole windows, then the _vec4 `tail` kernel over
+/// the rest. `inputs`: (first window binding, vec4 binding, tensor); `out`: (vec4 binding,
+/// tensor); `n4` vec4 in all.
+fn windowed(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    tail: Kernel,
+    params: ReluParams,
+    inputs: &[(u32, u32, &Tensor)],
+    out: (u32, &Tensor),
+    n4: usize,
+) -> Result<Dispatch> {
+    let full = n4 / WINDOW_VEC4;
+    let mut launches = Vec::new();
+    for c0 in (0..full).step_by(WINDOWS) {
+        let count = (full - c0).min(WINDOWS);
+        let mut bindings = vec![(out.0, Binding::Storage(out.1))];
+        for &(first, _, t) in inputs {
+            for k in 0..WINDOWS {
+                // Windows past the last one in use repeat it (bound, never stored).
+                bindings.push((first + k as u32, window(t, c0 + k.min(count - 1))));
+            }
+        }
+        launches.push(Launch {
+            kernel,
+            params: ReluParams {
+                base: (c0 * WINDOW_VEC4) as u32,
+                windows: count as u32,
+                ..params
+            },
+            bindings,
+            workgroups: [(WINDOW_VEC4 / WG as usize) as u32, 1, 1],
+        });
+    }
+    let rest = n4 - full * WINDOW_VEC4;
+    if rest > 0 {
+        let mut bindings = vec![(out.0, Binding::Storage(out.1))];
+        bindings.extend(inputs.iter().map(|&(_, b, t)| (b, Binding::Storage(t))));
+        launches.push(Launch {
+            kernel: tail,
+            params: ReluParams {
+                base: (full * WINDOW_VEC4) as u32,
+                ..params
+            },
+            bindings,
+            workgroups: ctx.grid_1d(rest)?,
+        });
+    }
+    ctx.dispatch_many(kernel, &launches)
+}
 
 /// `y = max(x, 0)`.
 pub fn relu_forward(ctx: &GpuContext, y: &Tensor, x: &Tensor) -> Result<Dispatch> {
@@ -67,10 +147,19 @@ pub fn relu_forward(ctx: &GpuContext, y: &Tensor, x: &Tensor) -> Result<Dispatch
     let n = if vec4 { x.numel() / 4 } else { x.numel() };
     let params = ReluParams {
         n: to_u32("relu_forward", "numel", n)?,
-        accumulate: 0,
-        inner: 0,
-        batch: 0,
+        ..Default::default()
     };
+    if use_windows(ctx, x.numel(), false) {
+        return windowed(
+            ctx,
+            FORWARD_WINDOWS,
+            FORWARD_VEC4,
+            params,
+            &[(X_WINDOWS, 6, x)],
+            (7, y),
+            n,
+        );
+    }
     if vec4 {
         return ctx.dispatch(FORWARD_VEC4, &params, &[(6, x), (7, y)], ctx.grid_1d(n)?);
     }
@@ -96,9 +185,23 @@ pub fn relu_backward(
     let params = ReluParams {
         n: to_u32("relu_backward", "numel", n)?,
         accumulate: accumulate as u32,
-        inner: 0,
-        batch: 0,
+        ..Default::default()
     };
+    if rule != ReluRule::Redirected && use_windows(ctx, x.numel(), accumulate) {
+        let (kernel, tail) = match rule {
+            ReluRule::Guided => (BACKWARD_GUIDED_WINDOWS, BACKWARD_GUIDED_VEC4),
+            ReluRule::Deconvnet => (BACKWARD_DECONV_WINDOWS, BACKWARD_DECONV_VEC4),
+            _ => (BACKWARD_WINDOWS, BACKWARD_VEC4),
+        };
+        let dy_only = [(DY_WINDOWS, 8, dy)];
+        let both = [(X_WINDOWS, 6, x), (DY_WINDOWS, 8, dy)];
+        let inputs: &[(u32, u32, &Tensor)] = if rule == ReluRule::Deconvnet {
+            &dy_only
+        } else {
+            &both
+        };
+        return windowed(ctx, kernel, tail, params, inputs, (9, dx), n);
+    }
     let grid = ctx.grid_1d(n)?;
     if vec4 {
         return match rule {
@@ -161,6 +264,7 @@ pub fn relu_backward_redirected(
         accumulate: accumulate as u32,
         inner: to_u32(OP, "elements per image", x.numel() / batch)?,
         batch: to_u32(OP, "N", batch)?,
+        ..Default::default()
     };
     let grid = ctx.grid_1d(x.numel())?;
     Ok(vec![
