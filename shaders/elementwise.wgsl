@@ -4,7 +4,12 @@
 // element i of an NCHW tensor as (i / inner) % channels, inner = H*W (1 for [N, C]).
 // Bindings: 0 params, 1 a, 2 b (the two addends), 3 y (output), 4 x (forward input), 5 dy
 // (upstream gradient), 6 dx (gradient to the input), 7 scale, 8 shift (per channel),
-// 9 dscale, 10 dshift (their gradients).
+// 9 dscale, 10 dshift (their gradients); for the add _windows kernels, 11..17 and 18..24 seven
+// 64 KiB windows of the first operand (a, or dy) and of b as uniform buffers, 25 y and 26 dx as
+// vec4. Those kernels are for lavapipe, where a storage load costs a loop over the lanes but a
+// uniform-buffer load is one vectorized gather (see relu.wgsl); one thread per vec4 of a
+// window, p.windows (up to 7) windows from vec4 p.base; the scalar add kernels take the tail
+// from element p.base.
 // Exception to one-thread-per-element: batchnorm_affine_backward_params runs one workgroup per
 // channel and reduces over N, H, W in workgroup memory.
 
@@ -18,9 +23,13 @@ struct EwParams {
     lo: f32,
     hi: f32,
     batch: u32,      // batch norm: N
+    base: u32,       // add kernels: first element (scalar) or vec4 (_windows)
+    windows: u32,    // add _windows kernels: windows bound
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+}
+
+struct Window {
+    v: array<vec4<f32>, 4096>,
 }
 
 @group(0) @binding(0) var<uniform> p: EwParams;
@@ -34,6 +43,22 @@ struct EwParams {
 @group(0) @binding(8) var<storage, read> shift: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dscale: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dshift: array<f32>;
+@group(0) @binding(11) var<uniform> aw0: Window;
+@group(0) @binding(12) var<uniform> aw1: Window;
+@group(0) @binding(13) var<uniform> aw2: Window;
+@group(0) @binding(14) var<uniform> aw3: Window;
+@group(0) @binding(15) var<uniform> aw4: Window;
+@group(0) @binding(16) var<uniform> aw5: Window;
+@group(0) @binding(17) var<uniform> aw6: Window;
+@group(0) @binding(18) var<uniform> bw0: Window;
+@group(0) @binding(19) var<uniform> bw1: Window;
+@group(0) @binding(20) var<uniform> bw2: Window;
+@group(0) @binding(21) var<uniform> bw3: Window;
+@group(0) @binding(22) var<uniform> bw4: Window;
+@group(0) @binding(23) var<uniform> bw5: Window;
+@group(0) @binding(24) var<uniform> bw6: Window;
+@group(0) @binding(25) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(26) var<storage, read_write> dx4: array<vec4<f32>>;
 
 fn store_dx(i: u32, g: f32) {
     if (p.accumulate != 0u) {
@@ -47,7 +72,7 @@ fn store_dx(i: u32, g: f32) {
 @compute @workgroup_size(WG)
 fn add_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg) + p.base;
     if (i >= p.n) { return; }
     y[i] = a[i] + b[i];
 }
@@ -57,7 +82,7 @@ fn add_forward(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG)
 fn add_backward(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg) + p.base;
     if (i >= p.n) { return; }
     store_dx(i, dy[i]);
 }
@@ -185,4 +210,60 @@ fn batchnorm_affine_backward_params(@builtin(workgroup_id) wg: vec3<u32>,
             dshift[c] = tt;
         }
     }
+}
+
+// ---- add through uniform windows (see the header). Window k of a launch holds vec4
+// p.base + 4096 k + i at index i; windows k >= p.windows are bound but not stored.
+
+fn add_win(k: u32, i: u32, u: vec4<f32>, v: vec4<f32>) {
+    if (k < p.windows) { y4[p.base + k * 4096u + i] = u + v; }
+}
+
+@compute @workgroup_size(WG)
+fn add_forward_windows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    add_win(0u, i, aw0.v[i], bw0.v[i]);
+    add_win(1u, i, aw1.v[i], bw1.v[i]);
+    add_win(2u, i, aw2.v[i], bw2.v[i]);
+    add_win(3u, i, aw3.v[i], bw3.v[i]);
+    add_win(4u, i, aw4.v[i], bw4.v[i]);
+    add_win(5u, i, aw5.v[i], bw5.v[i]);
+    add_win(6u, i, aw6.v[i], bw6.v[i]);
+}
+
+// dx = dy (the first operand's windows hold dy), and dx += dy in the _acc entry point: a
+// constant per entry point, since lavapipe runs both sides of a branch.
+fn copy_win(k: u32, i: u32, g: vec4<f32>, add: bool) {
+    if (k < p.windows) {
+        let j = p.base + k * 4096u + i;
+        if (add) {
+            dx4[j] = dx4[j] + g;
+        } else {
+            dx4[j] = g;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn add_backward_windows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    copy_win(0u, i, aw0.v[i], false);
+    copy_win(1u, i, aw1.v[i], false);
+    copy_win(2u, i, aw2.v[i], false);
+    copy_win(3u, i, aw3.v[i], false);
+    copy_win(4u, i, aw4.v[i], false);
+    copy_win(5u, i, aw5.v[i], false);
+    copy_win(6u, i, aw6.v[i], false);
+}
+
+@compute @workgroup_size(WG)
+fn add_backward_acc_windows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    copy_win(0u, i, aw0.v[i], true);
+    copy_win(1u, i, aw1.v[i], true);
+    copy_win(2u, i, aw2.v[i], true);
+    copy_win(3u, i, aw3.v[i], true);
+    copy_win(4u, i, aw4.v[i], true);
+    copy_win(5u, i, aw5.v[i], true);
+    copy_win(6u, i, aw6.v[i], true);
 }

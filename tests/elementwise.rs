@@ -18,6 +18,10 @@ const SHAPES: &[&[usize]] = &[
     &[1, 1, 1, 70_001],
 ];
 
+/// Multiples of 4 spanning 64 KiB windows: on lavapipe the add `_windows` kernels (exactly one
+/// window; 7 + 2 windows in two launches and a tail; 4 windows and a tail).
+const WINDOW_SHAPES: &[&[usize]] = &[&[1, 1, 128, 128], &[1, 9, 128, 129], &[1, 1, 1, 70_004]];
+
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&a| a as f64).collect()
 }
@@ -28,11 +32,38 @@ fn is_shape_err<T: std::fmt::Debug>(r: cnnvis::Result<T>) -> bool {
 
 // ---------------------------------------------------------------- add, scale, axpy
 
+/// Where the uniform-window kernels run (lavapipe), large tensors of whole vec4 take the add
+/// `_windows` kernels (accumulating or not); the rest keep the scalar kernels.
+#[test]
+fn add_windows_kernels_serve_large_tensors_on_window_adapters() {
+    let c = ctx();
+    let windows = cnnvis::ops::conv2d::conv2d_windows_supported(c);
+    let pick = |w: &'static str, s: &'static str| if windows { w } else { s };
+    let big = [1, 2, 128, 128];
+    let (a, b, y) = (zeros(&big), zeros(&big), zeros(&big));
+    let entry = |d: cnnvis::Result<cnnvis::gpu::Dispatch>| d.unwrap().kernel().entry;
+    assert_eq!(
+        entry(add_forward(c, &y, &a, &b)),
+        pick("add_forward_windows", "add_forward")
+    );
+    assert_eq!(
+        entry(add_backward(c, &y, &a, false)),
+        pick("add_backward_windows", "add_backward")
+    );
+    assert_eq!(
+        entry(add_backward(c, &y, &a, true)),
+        pick("add_backward_acc_windows", "add_backward")
+    );
+    let odd = [1, 1, 129, 127];
+    let (a, b, y) = (zeros(&odd), zeros(&odd), zeros(&odd));
+    assert_eq!(entry(add_forward(c, &y, &a, &b)), "add_forward");
+}
+
 #[test]
 fn add_forward_and_backward_match_cpu_reference() {
     let c = ctx();
     let mut rng = Rng::new(21);
-    for shape in SHAPES {
+    for shape in SHAPES.iter().chain(WINDOW_SHAPES) {
         let n: usize = shape.iter().product();
         let (av, bv) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
         let (a, b, y) = (upload(shape, &av), upload(shape, &bv), poisoned(shape));

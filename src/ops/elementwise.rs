@@ -6,11 +6,18 @@
 //! [`add_backward`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor, WG};
+use crate::gpu::{
+    grid_for, Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor, WG,
+};
+use crate::ops::windows::{self, WINDOW_FLOATS};
 use crate::ops::{expect_dtype, expect_shape, to_u32};
 
 const ADD_FORWARD: Kernel = Kernel::new(Shader::Elementwise, "add_forward");
 const ADD_BACKWARD: Kernel = Kernel::new(Shader::Elementwise, "add_backward");
+const ADD_FORWARD_WINDOWS: Kernel = Kernel::new(Shader::Elementwise, "add_forward_windows");
+const ADD_BACKWARD_WINDOWS: Kernel = Kernel::new(Shader::Elementwise, "add_backward_windows");
+const ADD_BACKWARD_ACC_WINDOWS: Kernel =
+    Kernel::new(Shader::Elementwise, "add_backward_acc_windows");
 const AFFINE: Kernel = Kernel::new(Shader::Elementwise, "affine_forward");
 const AXPY: Kernel = Kernel::new(Shader::Elementwise, "axpy");
 const CLAMP_FORWARD: Kernel = Kernel::new(Shader::Elementwise, "clamp_forward");
@@ -25,6 +32,9 @@ const BN_BACKWARD_PARAMS: Kernel =
 pub const KERNELS: &[Kernel] = &[
     ADD_FORWARD,
     ADD_BACKWARD,
+    ADD_FORWARD_WINDOWS,
+    ADD_BACKWARD_WINDOWS,
+    ADD_BACKWARD_ACC_WINDOWS,
     AFFINE,
     AXPY,
     CLAMP_FORWARD,
@@ -47,7 +57,9 @@ struct EwParams {
     lo: f32,
     hi: f32,
     batch: u32,
-    _pad: [u32; 3],
+    base: u32,
+    windows: u32,
+    _pad: u32,
 }
 const _: () = assert!(std::mem::size_of::<EwParams>() == 48);
 
@@ -73,12 +85,56 @@ pub fn add_forward(ctx: &GpuContext, y: &Tensor, a: &Tensor, b: &Tensor) -> Resu
     const OP: &str = "add_forward";
     same_f32(OP, a.shape(), &[("a", a), ("b", b), ("y", y)])?;
     let params = flat(OP, a)?;
+    if windows::elementwise_supported(ctx, a.numel()) {
+        return add_windowed(
+            ctx,
+            ADD_FORWARD_WINDOWS,
+            ADD_FORWARD,
+            params,
+            &[(11, 1, a), (18, 2, b)],
+            (25, 3, y),
+        );
+    }
     ctx.dispatch(
         ADD_FORWARD,
         &params,
         &[(1, a), (2, b), (3, y)],
         ctx.grid_1d(a.numel())?,
     )
+}
+
+/// An add `_windows` kernel over the operands' whole windows, then the scalar `tail` kernel
+/// over the rest (from element `base`). `inputs`: (first window binding, storage binding,
+/// tensor); `out`: (vec4 binding, storage binding, tensor).
+fn add_windowed(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    tail: Kernel,
+    params: EwParams,
+    inputs: &[(u32, u32, &Tensor)],
+    out: (u32, u32, &Tensor),
+) -> Result<Dispatch> {
+    let numel = out.2.numel();
+    let full = numel / WINDOW_FLOATS;
+    let at = |base: usize, windows: usize| EwParams {
+        base: base as u32,
+        windows: windows as u32,
+        ..params
+    };
+    let windowed: Vec<(u32, &Tensor)> = inputs.iter().map(|&(w, _, t)| (w, t)).collect();
+    let mut launches = windows::elementwise_launches(kernel, at, &windowed, (out.0, out.2), full);
+    let rest = numel - full * WINDOW_FLOATS;
+    if rest > 0 {
+        let mut bindings = vec![(out.1, Binding::Storage(out.2))];
+        bindings.extend(inputs.iter().map(|&(_, b, t)| (b, Binding::Storage(t))));
+        launches.push(Launch {
+            kernel: tail,
+            params: at(full * WINDOW_FLOATS, 0),
+            bindings,
+            workgroups: ctx.grid_1d(rest)?,
+        });
+    }
+    ctx.dispatch_many(kernel, &launches)
 }
 
 /// Gradient of `y = a + b` to one addend: `dx = dy` (or `dx += dy` with `accumulate`). Call it
@@ -95,6 +151,21 @@ pub fn add_backward(
         accumulate: accumulate as u32,
         ..flat(OP, dy)?
     };
+    if windows::elementwise_supported(ctx, dy.numel()) {
+        let kernel = if accumulate {
+            ADD_BACKWARD_ACC_WINDOWS
+        } else {
+            ADD_BACKWARD_WINDOWS
+        };
+        return add_windowed(
+            ctx,
+            kernel,
+            ADD_BACKWARD,
+            params,
+            &[(11, 5, dy)],
+            (26, 6, dx),
+        );
+    }
     ctx.dispatch(
         ADD_BACKWARD,
         &params,

@@ -2,8 +2,8 @@
 //! redirected gradient for activation maximization.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor, WG};
-use crate::ops::windows::{self, window, WINDOW_BYTES, WINDOW_FLOATS};
+use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor};
+use crate::ops::windows::{self, WINDOW_VEC4};
 use crate::ops::{expect_dtype, expect_shape, to_u32};
 
 const FORWARD: Kernel = Kernel::new(Shader::Relu, "relu_forward");
@@ -41,9 +41,6 @@ pub const KERNELS: &[Kernel] = &[
     BACKWARD_DECONV_WINDOWS,
 ];
 
-/// vec4 per 64 KiB window, and windows of each operand per launch of the _windows kernels.
-const WINDOW_VEC4: usize = WINDOW_FLOATS / 4;
-const WINDOWS: usize = 7;
 /// First binding of the x windows and of the dy windows.
 const X_WINDOWS: u32 = 10;
 const DY_WINDOWS: u32 = 17;
@@ -78,14 +75,11 @@ struct ReluParams {
 }
 const _: () = assert!(std::mem::size_of::<ReluParams>() == 32);
 
-/// Whether a pass over `numel` elements runs the _windows kernels: on adapters that run the
-/// uniform-window kernels (lavapipe, see [`crate::ops::windows`]), for tensors of whole vec4
-/// that span at least one window, without accumulating.
+/// Whether a pass over `numel` elements runs the _windows kernels (see
+/// [`windows::elementwise_supported`]); never when accumulating, which would cost every store
+/// a load on lavapipe.
 fn use_windows(ctx: &GpuContext, numel: usize, accumulate: bool) -> bool {
-    !accumulate
-        && numel.is_multiple_of(4)
-        && numel / 4 >= WINDOW_VEC4
-        && windows::supported(ctx, 1 + 2 * WINDOWS as u32, WINDOW_BYTES)
+    !accumulate && windows::elementwise_supported(ctx, numel)
 }
 
 /// The _windows `kernel` over the operands' whole windows, then the _vec4 `tail` kernel over
@@ -101,37 +95,20 @@ fn windowed(
     n4: usize,
 ) -> Result<Dispatch> {
     let full = n4 / WINDOW_VEC4;
-    let mut launches = Vec::new();
-    for c0 in (0..full).step_by(WINDOWS) {
-        let count = (full - c0).min(WINDOWS);
-        let mut bindings = vec![(out.0, Binding::Storage(out.1))];
-        for &(first, _, t) in inputs {
-            for k in 0..WINDOWS {
-                // Windows past the last one in use repeat it (bound, never stored).
-                bindings.push((first + k as u32, window(t, c0 + k.min(count - 1))));
-            }
-        }
-        launches.push(Launch {
-            kernel,
-            params: ReluParams {
-                base: (c0 * WINDOW_VEC4) as u32,
-                windows: count as u32,
-                ..params
-            },
-            bindings,
-            workgroups: [(WINDOW_VEC4 / WG as usize) as u32, 1, 1],
-        });
-    }
+    let at = |base: usize, windows: usize| ReluParams {
+        base: base as u32,
+        windows: windows as u32,
+        ..params
+    };
+    let windowed: Vec<(u32, &Tensor)> = inputs.iter().map(|&(w, _, t)| (w, t)).collect();
+    let mut launches = windows::elementwise_launches(kernel, at, &windowed, out, full);
     let rest = n4 - full * WINDOW_VEC4;
     if rest > 0 {
         let mut bindings = vec![(out.0, Binding::Storage(out.1))];
         bindings.extend(inputs.iter().map(|&(_, b, t)| (b, Binding::Storage(t))));
         launches.push(Launch {
             kernel: tail,
-            params: ReluParams {
-                base: (full * WINDOW_VEC4) as u32,
-                ..params
-            },
+            params: at(full * WINDOW_VEC4, 0),
             bindings,
             workgroups: ctx.grid_1d(rest)?,
         });

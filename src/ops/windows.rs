@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::gpu::{Binding, Dispatch, GpuContext, Tensor};
+use crate::gpu::{Binding, Dispatch, GpuContext, Kernel, Launch, Tensor, WG};
 
 /// f32 values per window: 64 KiB, the uniform binding limit of lavapipe (and of WebGPU).
 pub(crate) const WINDOW_FLOATS: usize = 16384;
@@ -32,6 +32,52 @@ pub(crate) fn supported(ctx: &GpuContext, uniform_bindings: u32, offset_step: u6
         && l.max_uniform_buffers_per_shader_stage >= uniform_bindings
         && l.max_uniform_buffer_binding_size >= WINDOW_BYTES
         && offset_step.is_multiple_of(u64::from(l.min_uniform_buffer_offset_alignment.max(1)))
+}
+
+/// vec4 per window, and windows of each operand per launch of the elementwise `_windows`
+/// kernels (ReLU, residual add): 7 per operand, 14 with two operands, plus the parameters.
+pub(crate) const WINDOW_VEC4: usize = WINDOW_FLOATS / 4;
+pub(crate) const ELEMENTWISE_WINDOWS: usize = 7;
+
+/// Whether a pass over `numel` elements can run the elementwise `_windows` kernels: on
+/// adapters that run the window kernels, for tensors of whole vec4 spanning at least one
+/// window.
+pub(crate) fn elementwise_supported(ctx: &GpuContext, numel: usize) -> bool {
+    numel.is_multiple_of(4)
+        && numel / 4 >= WINDOW_VEC4
+        && supported(ctx, 1 + 2 * ELEMENTWISE_WINDOWS as u32, WINDOW_BYTES)
+}
+
+/// The launches of an elementwise `_windows` kernel over the first `full` whole windows of
+/// its operands: each launch covers up to 7 windows from vec4 `first`, with
+/// `params(first, windows)`, binds window k of input i at `inputs[i].0 + k` (windows past the
+/// last one in use repeat it; the kernels store only the first `windows`) and `out` as
+/// storage, one thread per vec4 of a window. The caller adds a launch for the tail.
+pub(crate) fn elementwise_launches<'a, P>(
+    kernel: Kernel,
+    params: impl Fn(usize, usize) -> P,
+    inputs: &[(u32, &'a Tensor)],
+    out: (u32, &'a Tensor),
+    full: usize,
+) -> Vec<Launch<'a, P>> {
+    (0..full)
+        .step_by(ELEMENTWISE_WINDOWS)
+        .map(|c0| {
+            let count = (full - c0).min(ELEMENTWISE_WINDOWS);
+            let mut bindings = vec![(out.0, Binding::Storage(out.1))];
+            for &(first, t) in inputs {
+                for k in 0..ELEMENTWISE_WINDOWS {
+                    bindings.push((first + k as u32, window(t, c0 + k.min(count - 1))));
+                }
+            }
+            Launch {
+                kernel,
+                params: params(c0 * WINDOW_VEC4, count),
+                bindings,
+                workgroups: [(WINDOW_VEC4 / WG as usize) as u32, 1, 1],
+            }
+        })
+        .collect()
 }
 
 /// Window `index` of a tensor packed in 64 KiB windows.
