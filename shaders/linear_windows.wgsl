@@ -34,7 +34,11 @@ struct DenseParams {
     flip: i32,     // weight packing: 1 = v = w^T (w is [C, R])
     total: i32,    // pack kernels: threads with work
     chunk: i32,    // images per input window (pack kernels)
-    _pad: i32,
+    c_lo: i32,     // weight packing from row blocks: the block holds columns c_lo .. c_hi - 1
+    c_hi: i32,     // of v (rows of w, with flip); the last block also writes the padding
+    _p0: i32,
+    _p1: i32,
+    _p2: i32,
 }
 
 struct Window {
@@ -85,7 +89,7 @@ fn dense_windows_pack(@builtin(global_invocation_id) gid: vec3<u32>,
 
 fn w_at(r: i32, c: i32) -> f32 {
     if (r >= p.rows || c >= p.cols) { return 0.0; }
-    if (p.flip != 0) { return src[c * p.rows + r]; }
+    if (p.flip != 0) { return src[(c - p.c_lo) * p.rows + r]; }
     return src[r * p.cols + c];
 }
 
@@ -104,6 +108,8 @@ fn dense_windows_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>,
     let c4 = (e % per_block) / 8;
     let r = p.group * 64 + rl;
     let c = win * p.cw + 4 * c4;
+    // A layer stored in row blocks packs block by block (c_lo and c_hi multiples of 4).
+    if (c < p.c_lo || (c >= p.c_hi && p.c_hi < p.cols)) { return; }
     packed[i] = vec4<f32>(w_at(r, c), w_at(r, c + 1), w_at(r, c + 2), w_at(r, c + 3));
 }
 

@@ -5,10 +5,10 @@ mod common;
 use common::*;
 
 use cnnvis::ops::linear::{
-    linear_backward_input, linear_backward_input_rows, linear_backward_input_rows_cached,
-    linear_backward_input_variant, linear_backward_weight, linear_forward, linear_forward_rows,
-    linear_forward_rows_cached, linear_forward_variant, linear_windows_supported, LinearVariant,
-    LinearWeightCache,
+    linear_backward_input, linear_backward_input_blocks_cached, linear_backward_input_rows,
+    linear_backward_input_rows_cached, linear_backward_input_variant, linear_backward_weight,
+    linear_forward, linear_forward_rows, linear_forward_rows_cached, linear_forward_variant,
+    linear_windows_supported, LinearVariant, LinearWeightCache,
 };
 use cnnvis::Error;
 
@@ -279,6 +279,69 @@ fn linear_row_blocks_match_the_whole_layer() {
         atol(m),
         1e-5,
     );
+}
+
+/// A layer stored in row blocks, backward to the input in one call: on lavapipe with offsets
+/// that are multiples of 4 the blocks are packed into one transposed operand (one product
+/// over all rows, pack kept in the first block's cache); otherwise they run block by block.
+/// Both against the CPU reference, writing and accumulating, batch 1 and 3.
+#[test]
+fn linear_backward_input_of_row_blocks_matches_cpu_reference() {
+    let c = ctx();
+    let mut rng = Rng::new(17);
+    let k = 301;
+    for (n, cuts) in [
+        (1, &[0usize, 64, 128, 200][..]),
+        (3, &[0, 64, 200][..]),
+        (2, &[0, 30, 77][..]),
+    ] {
+        let m = *cuts.last().unwrap();
+        let ws = rng.vec(m * k, -1.0, 1.0);
+        let dys = rng.vec(n * m, -1.0, 1.0);
+        let base = rng.vec(n * k, -1.0, 1.0);
+        let dy = upload(&[n, m], &dys);
+        let tensors: Vec<_> = cuts
+            .windows(2)
+            .map(|r| upload(&[r[1] - r[0], k], &ws[r[0] * k..r[1] * k]))
+            .collect();
+        let caches: Vec<_> = tensors.iter().map(|_| LinearWeightCache::new()).collect();
+        let blocks: Vec<_> = tensors
+            .iter()
+            .zip(cuts)
+            .zip(&caches)
+            .map(|((t, &o), c)| (t, o, c))
+            .collect();
+        let want = backward_input_ref(&dys, &ws, n, k, m);
+        let dx = poisoned(&[n, k]);
+        let d = linear_backward_input_blocks_cached(c, &dx, &dy, &blocks, false).unwrap();
+        run(&[&d]);
+        let name = format!("blocks {cuts:?} n={n}");
+        assert_close(&name, &download(&dx), &want, atol(m), 1e-5);
+        dx.write(c, &base).unwrap();
+        run(&[&linear_backward_input_blocks_cached(c, &dx, &dy, &blocks, true).unwrap()]);
+        let sum: Vec<f64> = want.iter().zip(&base).map(|(a, &b)| a + b as f64).collect();
+        assert_close(
+            &format!("{name} accumulate"),
+            &download(&dx),
+            &sum,
+            atol(m),
+            1e-5,
+        );
+        let merged = linear_windows_supported(c) && cuts.iter().all(|o| o % 4 == 0);
+        // Merged: one pack in the first block's cache, none in the others.
+        let packed: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        if merged {
+            assert_eq!(packed[0], 1, "{name}: {packed:?}");
+            assert!(packed[1..].iter().all(|&p| p == 0), "{name}: {packed:?}");
+        }
+    }
+    // Blocks that do not tile dy's columns are refused.
+    let (w, dy, dx) = (zeros(&[4, 5]), zeros(&[1, 8]), zeros(&[1, 5]));
+    let cache = LinearWeightCache::new();
+    let gap = [(&w, 0, &cache), (&w, 5, &cache)];
+    assert!(linear_backward_input_blocks_cached(c, &dx, &dy, &gap, false).is_err());
+    let short = [(&w, 0, &cache)];
+    assert!(linear_backward_input_blocks_cached(c, &dx, &dy, &short, false).is_err());
 }
 
 #[test]

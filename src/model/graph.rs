@@ -757,6 +757,13 @@ fn load_linear(
     }
     let row_bytes = (k as u64) * 4;
     let rows_per_block = (max_binding / row_bytes) as usize;
+    // Blocks of whole 64-row groups where they fit (else of 4 rows): the lavapipe kernels then
+    // pack the blocks of a layer into one transposed operand for its backward pass.
+    let rows_per_block = match rows_per_block {
+        r if r >= 64 => r / 64 * 64,
+        r if r >= 4 => r / 4 * 4,
+        r => r,
+    };
     if rows_per_block == 0 {
         return Err(crate::error::GpuError::TooLarge {
             what: format!("one row of `{weight}` ({k} features)"),

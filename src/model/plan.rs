@@ -12,7 +12,7 @@ use crate::ops::conv2d::{conv2d_backward_input_cached, conv2d_forward_cached};
 use crate::ops::elementwise::{
     add_backward, add_forward, batchnorm_affine_backward_input, batchnorm_affine_forward,
 };
-use crate::ops::linear::{linear_backward_input_rows_cached, linear_forward_rows_cached};
+use crate::ops::linear::{linear_backward_input_blocks_cached, linear_forward_rows_cached};
 use crate::ops::pool::{
     adaptive_avgpool2d_backward, adaptive_avgpool2d_forward, avgpool2d_backward, avgpool2d_forward,
     maxpool2d_backward, maxpool2d_forward,
@@ -271,17 +271,13 @@ impl Model {
                         dispatches.push(add_backward(ctx, dx, &dy, acc)?)
                     }
                     NodeOp::Linear { blocks, .. } => {
-                        for (k, blk) in blocks.iter().enumerate() {
-                            dispatches.push(linear_backward_input_rows_cached(
-                                ctx,
-                                dx,
-                                dy,
-                                &blk.w,
-                                blk.offset,
-                                acc || k > 0,
-                                &blk.packs,
-                            )?);
-                        }
+                        let blocks: Vec<_> = blocks
+                            .iter()
+                            .map(|b| (&b.w, b.offset, b.packs.as_ref()))
+                            .collect();
+                        dispatches.push(linear_backward_input_blocks_cached(
+                            ctx, dx, dy, &blocks, acc,
+                        )?);
                     }
                     NodeOp::Add => dispatches.push(add_backward(ctx, dx, dy, acc)?),
                 }

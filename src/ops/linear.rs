@@ -257,6 +257,7 @@ fn forward_rows(
     }
     let block = row_block(OP, m, offset, sy[1])?;
     if pick(ctx, OP, forced)? == LinearVariant::Windows {
+        let blocks = [(w, 0)];
         let ops = DenseOperands {
             t: y,
             t_stride: sy[1],
@@ -264,7 +265,7 @@ fn forward_rows(
             s: x,
             s_stride: k,
             s_offset: 0,
-            w,
+            w: &blocks,
             bias: b,
             n,
         };
@@ -334,6 +335,89 @@ pub fn linear_backward_input_rows_cached(
     backward_input_rows(ctx, None, dx, dy, w, offset, accumulate, Some(cache))
 }
 
+/// [`linear_backward_input`] of a layer stored in row blocks (as [`linear_forward_rows`]
+/// takes them): `blocks` are (weight `[m, K]`, first row, its cache) covering dy's `M` columns
+/// in order; the merged pack is kept in the first block's cache. The windows variant packs the blocks into one transposed
+/// operand when every offset is a multiple of 4: one product over all of `M`, not one per
+/// block (VGG16's first dense layer, 4 blocks on lavapipe, took twice its forward time).
+/// Otherwise the blocks run one after another, all but the first accumulating.
+pub fn linear_backward_input_blocks_cached(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    blocks: &[(&Tensor, usize, &LinearWeightCache)],
+    accumulate: bool,
+) -> Result<Dispatch> {
+    const OP: &str = "linear_backward_input";
+    let sdy = expect_rank(OP, "dy", dy, 2)?;
+    expect_dtype(OP, "dy", dy, DType::F32)?;
+    let mut next = 0;
+    let mut k_all = None;
+    for &(w, offset, _) in blocks {
+        let (m, k) = weight_dims(OP, "w", w)?;
+        if offset != next || k_all.is_some_and(|k0| k0 != k) {
+            return Err(Error::shape(
+                OP,
+                format!("weight blocks must tile dy's columns in order: a [{m}, {k}] block at row {offset}, expected row {next}"),
+            ));
+        }
+        next += m;
+        k_all = Some(k);
+    }
+    let Some(k) = k_all else {
+        return Err(Error::shape(OP, "no weight blocks"));
+    };
+    if next != sdy[1] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "weight blocks hold {next} rows, dy {:?} has {} columns",
+                dy.shape(),
+                sdy[1]
+            ),
+        ));
+    }
+    let merged = blocks.len() > 1
+        && blocks.iter().all(|&(_, o, _)| o % 4 == 0)
+        && pick(ctx, OP, None)? == LinearVariant::Windows;
+    if !merged {
+        let parts = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, offset, c))| {
+                backward_input_rows(ctx, None, dx, dy, w, offset, accumulate || i > 0, Some(c))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let kernel = parts[0].kernel();
+        return Ok(Dispatch::chain(kernel, parts));
+    }
+    let (ndx, kdx) = flat_rows(OP, "dx", dx)?;
+    if (ndx, kdx) != (sdy[0], k) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "dx has shape {:?}, expected {} rows of {k} features (dy {:?})",
+                dx.shape(),
+                sdy[0],
+                dy.shape()
+            ),
+        ));
+    }
+    let ws: Vec<(&Tensor, usize)> = blocks.iter().map(|&(w, o, _)| (w, o)).collect();
+    let ops = DenseOperands {
+        t: dx,
+        t_stride: k,
+        t_offset: 0,
+        s: dy,
+        s_stride: sdy[1],
+        s_offset: 0,
+        w: &ws,
+        bias: None,
+        n: sdy[0],
+    };
+    windows::build(ctx, &ops, k, sdy[1], true, accumulate, Some(blocks[0].2))
+}
+
 /// [`linear_backward_input`] with the kernel variant given; an error where the adapter lacks it.
 pub fn linear_backward_input_variant(
     ctx: &GpuContext,
@@ -376,6 +460,7 @@ fn backward_input_rows(
         ));
     }
     if pick(ctx, OP, forced)? == LinearVariant::Windows {
+        let blocks = [(w, 0)];
         let ops = DenseOperands {
             t: dx,
             t_stride: k,
@@ -383,7 +468,7 @@ fn backward_input_rows(
             s: dy,
             s_stride: sdy[1],
             s_offset: offset,
-            w,
+            w: &blocks,
             bias: None,
             n,
         };

@@ -57,9 +57,11 @@ struct DenseParams {
     flip: i32,
     total: i32,
     chunk: i32,
-    _pad: i32,
+    c_lo: i32,
+    c_hi: i32,
+    _pad: [i32; 3],
 }
-const _: () = assert!(std::mem::size_of::<DenseParams>() == 64);
+const _: () = assert!(std::mem::size_of::<DenseParams>() == 80);
 
 /// Whether the context can run these kernels: fixed 8-lane subgroups with subgroup operations
 /// and 14 uniform bindings of 64 KiB, at offsets that are multiples of 8 KiB.
@@ -126,10 +128,13 @@ fn window_buffer(ctx: &GpuContext, count: usize, stride: u64) -> Result<Tensor> 
     Tensor::empty(ctx, &[(bytes / 4) as usize], DType::F32)
 }
 
+/// Packs v = w (or, with `flip`, wᵀ) by row group. `w` is the layer's weight as stored, in
+/// row blocks (tensor, first row): with `flip` the blocks' rows are v's columns, and each block
+/// packs its own (block offsets are multiples of 4, so no packed vec4 spans two blocks).
 fn pack_weights(
     ctx: &GpuContext,
     plan: &DensePlan,
-    w: &Tensor,
+    w: &[(&Tensor, usize)],
     flip: bool,
 ) -> Result<(Vec<Tensor>, Vec<Dispatch>)> {
     const OP: &str = "linear_windows";
@@ -138,19 +143,35 @@ fn pack_weights(
     let mut params = plan.params();
     params.flip = flip as i32;
     params.total = to_i32(OP, "weight vec4", total)?;
-    let mut packs = Vec::with_capacity(plan.groups);
-    let mut launches = Vec::with_capacity(plan.groups);
-    for g in 0..plan.groups {
-        let packed = window_buffer(ctx, windows, plan.weight_stride())?;
+    let packs = (0..plan.groups)
+        .map(|_| window_buffer(ctx, windows, plan.weight_stride()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut launches = Vec::with_capacity(plan.groups * w.len());
+    for (g, packed) in packs.iter().enumerate() {
         params.group = to_i32(OP, "row group", g)?;
-        launches.push(ctx.dispatch(
-            PACK_WEIGHTS,
-            &params,
-            &[(1, w), (3, &packed)],
-            ctx.grid_1d(total)?,
-        )?);
-        packs.push(packed);
+        for &(block, first) in w {
+            let (lo, hi) = if flip {
+                (first, first + block.shape()[0])
+            } else {
+                (0, plan.cols)
+            };
+            launches.push(Launch {
+                kernel: PACK_WEIGHTS,
+                params: DenseParams {
+                    c_lo: to_i32(OP, "block column", lo)?,
+                    c_hi: to_i32(OP, "block column", hi)?,
+                    ..params
+                },
+                bindings: vec![(1, Binding::Storage(block)), (3, Binding::Storage(packed))],
+                workgroups: ctx.grid_1d(total)?,
+            });
+        }
     }
+    let launches = if launches.is_empty() {
+        Vec::new()
+    } else {
+        vec![ctx.dispatch_many(PACK_WEIGHTS, &launches)?]
+    };
     Ok((packs, launches))
 }
 
@@ -164,8 +185,9 @@ pub(crate) struct DenseOperands<'a> {
     pub s: &'a Tensor,
     pub s_stride: usize,
     pub s_offset: usize,
-    /// The layer's weight `[M, K]` as stored.
-    pub w: &'a Tensor,
+    /// The layer's weight `[M, K]` as stored: row blocks (tensor `[m, K]`, first row), one
+    /// for a layer stored whole. Only flipped products take several (offsets multiples of 4).
+    pub w: &'a [(&'a Tensor, usize)],
     pub bias: Option<&'a Tensor>,
     pub n: usize,
 }
