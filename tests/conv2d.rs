@@ -13,8 +13,9 @@ use cnnvis::ops::conv2d::{
     conv2d_autotune_candidates, conv2d_autotune_choices, conv2d_backward_input,
     conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops, conv2d_forward,
     conv2d_forward_variant, conv2d_gemm_splits, conv2d_output_shape, conv2d_variant_threads,
-    conv2d_windows_supported, select_conv2d_variant, with_conv2d_autotune, Conv2dAutotune,
-    Conv2dAutotuneEntry, Conv2dAutotuneKey, Conv2dConfig, Conv2dPass, Conv2dVariant,
+    conv2d_windows_supported, select_conv2d_variant, with_conv2d_autotune,
+    with_conv2d_strided_cols, Conv2dAutotune, Conv2dAutotuneEntry, Conv2dAutotuneKey, Conv2dConfig,
+    Conv2dPass, Conv2dVariant,
 };
 use cnnvis::ops::conv2d::{conv2d_backward_input_cached, conv2d_forward_cached, Conv2dWeightCache};
 use cnnvis::wgpu::DeviceType;
@@ -1558,4 +1559,86 @@ fn conv2d_gemm_backward_matches_finite_differences() {
         &mut rng,
         loss,
     );
+}
+
+/// Strided 3x3 convs on the window adapters run as a column matrix and a 1x1 product; the
+/// 3x3 kernel at stride 1 (s^2 the work) remains the fallback where the columns do not fit.
+/// Both against the CPU references and (stride 2) finite differences.
+#[test]
+fn conv2d_windows_strided_3x3_both_paths_match_reference() {
+    let _serial = serial();
+    let c = ctx();
+    if !conv2d_windows_supported(c) || std::env::var_os("CNNVIS_CONV_VARIANT").is_some() {
+        return;
+    }
+    let mut rng = Rng::new(41);
+    let cases = [
+        Case {
+            name: "strided 3x3, stride 2 pad 1, odd sizes, N=2",
+            x: [2, 5, 9, 8],
+            cout: 7,
+            k: [3, 3],
+            cfg: cfg([2, 2], [1, 1], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "strided 3x3, stride 3 pad 2",
+            x: [1, 4, 11, 10],
+            cout: 9,
+            k: [3, 3],
+            cfg: cfg([3, 3], [2, 2], [1, 1], 1),
+            bias: false,
+        },
+    ];
+    for case in &cases {
+        let (xs, ws, ys) = (case.x, case.w(), case.y());
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let bv = rng.vec(case.cout, -1.0, 1.0);
+        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+        let (x, w, b, dy) = (
+            upload(&xs, &xv),
+            upload(&ws, &wv),
+            upload(&[case.cout], &bv),
+            upload(&ys, &dyv),
+        );
+        let want_y = forward_ref(case, &xv, &wv, case.bias.then_some(&bv[..]));
+        let want_dx = backward_input_ref(case, &dyv, &wv);
+        for cols in [true, false] {
+            let name = format!("{} (columns: {cols})", case.name);
+            let (y, dx) = (poisoned(&ys), poisoned(&xs));
+            let (fwd, bwd) = with_conv2d_strided_cols(cols, || {
+                let bias = case.bias.then_some(&b);
+                (
+                    conv2d_forward(c, &y, &x, &w, bias, &case.cfg).unwrap(),
+                    conv2d_backward_input(c, &dx, &dy, &w, &case.cfg, false).unwrap(),
+                )
+            });
+            for d in [&fwd, &bwd] {
+                let windows = Some(Conv2dVariant::Windows);
+                assert_eq!(Conv2dVariant::of_kernel(d.kernel()), windows, "{name}");
+            }
+            // The column path's chains start with im2col (forward) or end with col2im.
+            let entries = format!("{fwd:?} {bwd:?}");
+            assert_eq!(entries.contains("conv1x1"), cols, "{name}: {entries}");
+            run(&[&fwd, &bwd]);
+            let terms = ws[1] * 9;
+            assert_close(
+                &format!("forward {name}"),
+                &download(&y),
+                &want_y,
+                atol(terms),
+                1e-5,
+            );
+            let terms = case.cout * 9;
+            assert_close(
+                &format!("backward {name}"),
+                &download(&dx),
+                &want_dx,
+                atol(terms),
+                1e-5,
+            );
+        }
+    }
+    with_conv2d_strided_cols(false, || fd_case(&cases[0], 43));
 }

@@ -286,7 +286,28 @@ impl Geometry {
         }
         let s = c.stride[0];
         let three = self.kh == 3 && self.kw == 3 && c.stride[1] == s;
-        let (plan, shape) = if three {
+        let cols = || {
+            let plan = ColsPlan::new(
+                [self.n, self.cin, self.h, self.w],
+                self.cout,
+                [self.kh, self.kw],
+                c.stride,
+                c.padding,
+                [self.ho, self.wo],
+                pass == Conv2dPass::BackwardInput,
+            )?;
+            Some((WindowKind::Cols(plan), plan.target_shape()))
+        };
+        // Strided 3x3: the column matrix and a 1x1 product (about 2x faster on lavapipe than
+        // the 3x3 kernel at stride 1 with s^2 the work, which stays the fallback).
+        let strided_cols = if three && s > 1 && STRIDED_COLS.with(|c| c.get()) {
+            cols()
+        } else {
+            None
+        };
+        let (plan, shape) = if let Some(p) = strided_cols {
+            p
+        } else if three {
             let plan = match pass {
                 // At stride s: the stride-1 grid, every s-th row and column kept (s^2 times
                 // the work, at the windows kernel's speed).
@@ -325,16 +346,7 @@ impl Geometry {
                 };
             (WindowKind::K1(plan), plan.target_shape())
         } else if self.kh * self.kw > 1 {
-            let plan = ColsPlan::new(
-                [self.n, self.cin, self.h, self.w],
-                self.cout,
-                [self.kh, self.kw],
-                c.stride,
-                c.padding,
-                [self.ho, self.wo],
-                pass == Conv2dPass::BackwardInput,
-            )?;
-            (WindowKind::Cols(plan), plan.target_shape())
+            cols()?
         } else {
             return None;
         };
@@ -908,6 +920,25 @@ pub fn with_conv2d_autotune<T>(mode: Conv2dAutotune, f: impl FnOnce() -> T) -> T
         }
     }
     let _restore = Restore(THREAD_AUTOTUNE.with(|m| m.replace(Some(mode))));
+    f()
+}
+
+thread_local! {
+    static STRIDED_COLS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with the windows variant's strided 3x3 convs built on this thread as a column
+/// matrix and a 1x1 product (`true`, the default: about 2x faster on lavapipe) or by the 3x3
+/// kernel at stride 1 with s^2 the work (`false`: the fallback where the column matrix does
+/// not fit, for tests and benchmarks); restores the previous setting.
+pub fn with_conv2d_strided_cols<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STRIDED_COLS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(STRIDED_COLS.with(|c| c.replace(on)));
     f()
 }
 
