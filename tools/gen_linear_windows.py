@@ -55,7 +55,7 @@ struct DenseParams {
     chunk: i32,    // images per input window (pack kernels)
     c_lo: i32,     // weight packing from row blocks: the block holds columns c_lo .. c_hi - 1
     c_hi: i32,     // of v (rows of w, with flip); the last block also writes the padding
-    _p0: i32,
+    base: i32,     // weight packing: first packed vec4 of this launch (a block's windows)
     _p1: i32,
     _p2: i32,
 }
@@ -106,7 +106,7 @@ fn w_at(r: i32, c: i32) -> f32 {
 @compute @workgroup_size(WG)
 fn dense_windows_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>,
                               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = i32(flat_index(gid, nwg));
+    let i = i32(flat_index(gid, nwg)) + p.base;
     if (i >= p.total) { return; }
     let per_window = 64 * p.cw / 4;
     let win = i / per_window;

@@ -59,7 +59,8 @@ struct DenseParams {
     chunk: i32,
     c_lo: i32,
     c_hi: i32,
-    _pad: [i32; 3],
+    base: i32,
+    _pad: [i32; 2],
 }
 const _: () = assert!(std::mem::size_of::<DenseParams>() == 80);
 
@@ -155,15 +156,27 @@ fn pack_weights(
             } else {
                 (0, plan.cols)
             };
+            // Threads only for the windows holding the block's columns (the pack is window
+            // major); the last block also covers the padding windows.
+            let per_window = GROUP_ROWS * plan.cw / 4;
+            let first_win = lo / plan.cw;
+            let end_win = if hi >= plan.cols {
+                windows
+            } else {
+                hi.div_ceil(plan.cw)
+            };
+            let base = first_win * per_window;
+            let count = (end_win * per_window).min(total) - base;
             launches.push(Launch {
                 kernel: PACK_WEIGHTS,
                 params: DenseParams {
                     c_lo: to_i32(OP, "block column", lo)?,
                     c_hi: to_i32(OP, "block column", hi)?,
+                    base: to_i32(OP, "weight vec4", base)?,
                     ..params
                 },
                 bindings: vec![(1, Binding::Storage(block)), (3, Binding::Storage(packed))],
-                workgroups: ctx.grid_1d(total)?,
+                workgroups: ctx.grid_1d(count)?,
             });
         }
     }
