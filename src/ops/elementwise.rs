@@ -6,10 +6,8 @@
 //! [`add_backward`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{
-    grid_for, Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor, WG,
-};
-use crate::ops::windows::{self, WINDOW_FLOATS};
+use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor, WG};
+use crate::ops::windows;
 use crate::ops::{expect_dtype, expect_shape, to_u32};
 
 const ADD_FORWARD: Kernel = Kernel::new(Shader::Elementwise, "add_forward");
@@ -104,8 +102,8 @@ pub fn add_forward(ctx: &GpuContext, y: &Tensor, a: &Tensor, b: &Tensor) -> Resu
 }
 
 /// An add `_windows` kernel over the operands' whole windows, then the scalar `tail` kernel
-/// over the rest (from element `base`). `inputs`: (first window binding, storage binding,
-/// tensor); `out`: (vec4 binding, storage binding, tensor).
+/// over the rest (see [`windows::elementwise_dispatch`]). `inputs`: (first window binding,
+/// storage binding, tensor); `out`: (vec4 binding, storage binding, tensor).
 fn add_windowed(
     ctx: &GpuContext,
     kernel: Kernel,
@@ -114,27 +112,12 @@ fn add_windowed(
     inputs: &[(u32, u32, &Tensor)],
     out: (u32, u32, &Tensor),
 ) -> Result<Dispatch> {
-    let numel = out.2.numel();
-    let full = numel / WINDOW_FLOATS;
     let at = |base: usize, windows: usize| EwParams {
         base: base as u32,
         windows: windows as u32,
         ..params
     };
-    let windowed: Vec<(u32, &Tensor)> = inputs.iter().map(|&(w, _, t)| (w, t)).collect();
-    let mut launches = windows::elementwise_launches(kernel, at, &windowed, (out.0, out.2), full);
-    let rest = numel - full * WINDOW_FLOATS;
-    if rest > 0 {
-        let mut bindings = vec![(out.1, Binding::Storage(out.2))];
-        bindings.extend(inputs.iter().map(|&(_, b, t)| (b, Binding::Storage(t))));
-        launches.push(Launch {
-            kernel: tail,
-            params: at(full * WINDOW_FLOATS, 0),
-            bindings,
-            workgroups: ctx.grid_1d(rest)?,
-        });
-    }
-    ctx.dispatch_many(kernel, &launches)
+    windows::elementwise_dispatch(ctx, kernel, tail, at, inputs, out, 1)
 }
 
 /// Gradient of `y = a + b` to one addend: `dx = dy` (or `dx += dy` with `accumulate`). Call it

@@ -2,8 +2,8 @@
 //! redirected gradient for activation maximization.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor};
-use crate::ops::windows::{self, WINDOW_VEC4};
+use crate::gpu::{DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::ops::windows;
 use crate::ops::{expect_dtype, expect_shape, to_u32};
 
 const FORWARD: Kernel = Kernel::new(Shader::Relu, "relu_forward");
@@ -83,8 +83,8 @@ fn use_windows(ctx: &GpuContext, numel: usize, accumulate: bool) -> bool {
 }
 
 /// The _windows `kernel` over the operands' whole windows, then the _vec4 `tail` kernel over
-/// the rest. `inputs`: (first window binding, vec4 binding, tensor); `out`: (vec4 binding,
-/// tensor); `n4` vec4 in all.
+/// the rest (see [`windows::elementwise_dispatch`]). `inputs`: (first window binding, vec4
+/// binding, tensor); `out`: the vec4 binding both kernels write.
 fn windowed(
     ctx: &GpuContext,
     kernel: Kernel,
@@ -92,28 +92,13 @@ fn windowed(
     params: ReluParams,
     inputs: &[(u32, u32, &Tensor)],
     out: (u32, &Tensor),
-    n4: usize,
 ) -> Result<Dispatch> {
-    let full = n4 / WINDOW_VEC4;
     let at = |base: usize, windows: usize| ReluParams {
         base: base as u32,
         windows: windows as u32,
         ..params
     };
-    let windowed: Vec<(u32, &Tensor)> = inputs.iter().map(|&(w, _, t)| (w, t)).collect();
-    let mut launches = windows::elementwise_launches(kernel, at, &windowed, out, full);
-    let rest = n4 - full * WINDOW_VEC4;
-    if rest > 0 {
-        let mut bindings = vec![(out.0, Binding::Storage(out.1))];
-        bindings.extend(inputs.iter().map(|&(_, b, t)| (b, Binding::Storage(t))));
-        launches.push(Launch {
-            kernel: tail,
-            params: at(full * WINDOW_VEC4, 0),
-            bindings,
-            workgroups: ctx.grid_1d(rest)?,
-        });
-    }
-    ctx.dispatch_many(kernel, &launches)
+    windows::elementwise_dispatch(ctx, kernel, tail, at, inputs, (out.0, out.0, out.1), 4)
 }
 
 /// `y = max(x, 0)`.
@@ -134,7 +119,6 @@ pub fn relu_forward(ctx: &GpuContext, y: &Tensor, x: &Tensor) -> Result<Dispatch
             params,
             &[(X_WINDOWS, 6, x)],
             (7, y),
-            n,
         );
     }
     if vec4 {
@@ -177,7 +161,7 @@ pub fn relu_backward(
         } else {
             &both
         };
-        return windowed(ctx, kernel, tail, params, inputs, (9, dx), n);
+        return windowed(ctx, kernel, tail, params, inputs, (9, dx));
     }
     let grid = ctx.grid_1d(n)?;
     if vec4 {

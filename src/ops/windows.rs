@@ -48,24 +48,30 @@ pub(crate) fn elementwise_supported(ctx: &GpuContext, numel: usize) -> bool {
         && supported(ctx, 1 + 2 * ELEMENTWISE_WINDOWS as u32, WINDOW_BYTES)
 }
 
-/// The launches of an elementwise `_windows` kernel over the first `full` whole windows of
-/// its operands: each launch covers up to 7 windows from vec4 `first`, with
-/// `params(first, windows)`, binds window k of input i at `inputs[i].0 + k` (windows past the
-/// last one in use repeat it; the kernels store only the first `windows`) and `out` as
-/// storage, one thread per vec4 of a window. The caller adds a launch for the tail.
-pub(crate) fn elementwise_launches<'a, P>(
+/// One dispatch of an elementwise `_windows` kernel over the whole windows of its operands,
+/// then its storage-buffer `tail` kernel over the rest. Each window launch covers up to 7
+/// windows from vec4 `first`, with `params(first, windows)`, binds window k of input i at
+/// `inputs[i].0 + k` (windows past the last one in use repeat it; the kernels store only the
+/// first `windows`) and the output at `out.0`, one thread per vec4 of a window. The tail
+/// launch binds `inputs[i].1` and `out.1` as storage, one thread per `tail_floats` values
+/// (1 or 4), with `params(first tail thread, 0)`.
+pub(crate) fn elementwise_dispatch<P: bytemuck::Pod>(
+    ctx: &GpuContext,
     kernel: Kernel,
+    tail: Kernel,
     params: impl Fn(usize, usize) -> P,
-    inputs: &[(u32, &'a Tensor)],
-    out: (u32, &'a Tensor),
-    full: usize,
-) -> Vec<Launch<'a, P>> {
-    (0..full)
+    inputs: &[(u32, u32, &Tensor)],
+    out: (u32, u32, &Tensor),
+    tail_floats: usize,
+) -> Result<Dispatch> {
+    let numel = out.2.numel();
+    let full = numel / WINDOW_FLOATS;
+    let mut launches: Vec<Launch<P>> = (0..full)
         .step_by(ELEMENTWISE_WINDOWS)
         .map(|c0| {
             let count = (full - c0).min(ELEMENTWISE_WINDOWS);
-            let mut bindings = vec![(out.0, Binding::Storage(out.1))];
-            for &(first, t) in inputs {
+            let mut bindings = vec![(out.0, Binding::Storage(out.2))];
+            for &(first, _, t) in inputs {
                 for k in 0..ELEMENTWISE_WINDOWS {
                     bindings.push((first + k as u32, window(t, c0 + k.min(count - 1))));
                 }
@@ -77,7 +83,19 @@ pub(crate) fn elementwise_launches<'a, P>(
                 workgroups: [(WINDOW_VEC4 / WG as usize) as u32, 1, 1],
             }
         })
-        .collect()
+        .collect();
+    let rest = numel - full * WINDOW_FLOATS;
+    if rest > 0 {
+        let mut bindings = vec![(out.1, Binding::Storage(out.2))];
+        bindings.extend(inputs.iter().map(|&(_, b, t)| (b, Binding::Storage(t))));
+        launches.push(Launch {
+            kernel: tail,
+            params: params(full * WINDOW_FLOATS / tail_floats, 0),
+            bindings,
+            workgroups: ctx.grid_1d(rest.div_ceil(tail_floats))?,
+        });
+    }
+    ctx.dispatch_many(kernel, &launches)
 }
 
 /// Window `index` of a tensor packed in 64 KiB windows.
