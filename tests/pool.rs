@@ -585,6 +585,35 @@ fn maxpool2d_backward_matches_cpu_reference() {
     }
 }
 
+/// The 2x2 kernels (VGG's pool) on millions of outputs, odd and even widths, several planes,
+/// forward and backward.
+#[test]
+fn maxpool2d_2x2_matches_cpu_reference_on_large_tensors() {
+    let mut rng = Rng::new(15);
+    let cfg = MaxPool2dConfig::new([2, 2]);
+    for shape in [[1, 2, 2 * 1024, 2 * 2047], [2, 1, 2 * 2048, 2 * 1024]] {
+        let xs = rng.vec(numel(&shape), -1.0, 1.0);
+        let (y, am) = gpu_maxpool(shape, &xs, &cfg);
+        let (y_ref, am_ref) = maxpool_ref(&xs, shape, &cfg);
+        assert_same(&format!("maxpool y {shape:?}"), &y, &y_ref);
+        assert_eq!(am, am_ref, "maxpool argmax {shape:?}");
+        let out = max_out_shape(shape, &cfg);
+        let dys = rng.vec(numel(&out), -1.0, 1.0);
+        let am = Tensor::from_u32(ctx(), &out, &am_ref).unwrap();
+        let dx = poisoned(&shape);
+        let d = maxpool2d_backward(ctx(), &dx, &upload(&out, &dys), &am, &cfg, false).unwrap();
+        run(&[&d]);
+        let want = maxpool_backward_ref(&dys, &am_ref, shape, out);
+        assert_close(
+            &format!("maxpool backward {shape:?}"),
+            &download(&dx),
+            &want,
+            0.0,
+            0.0,
+        );
+    }
+}
+
 #[test]
 fn maxpool2d_backward_matches_finite_differences() {
     let mut rng = Rng::new(14);
