@@ -70,18 +70,7 @@ struct Window {
 @group(0) @binding(16) var<uniform> w5: Window;
 @group(0) @binding(17) var<uniform> w6: Window;
 
-// floor(a / b) and a - b * floor(a / b) for b >= 1 and |a| < 2^24, through an f32 division
-// and one correction step: lavapipe runs an i32 division as a scalar loop over the lanes, which
-// made the packing and stores of these kernels up to 15% of a layer's time.
-fn divmod(a: i32, b: i32) -> vec2<i32> {
-    var q = i32(f32(a) / f32(b));
-    var r = a - q * b;
-    q = select(q, q - 1, r < 0);
-    r = select(r, r + b, r < 0);
-    q = select(q, q + 1, r >= b);
-    r = select(r, r - b, r >= b);
-    return vec2<i32>(q, r);
-}
+// divmod: prelude.wgsl.
 
 fn src_at(c: i32, q: i32) -> f32 {
     if (c >= p.cs || q >= p.ht * p.wt) { return 0.0; }
