@@ -166,7 +166,7 @@ fn main() {
     let peak = fma_peak_gflops(&ctx, samples);
     println!("FMA peak (independent vec4 FMA chains, best of 7 samples): {peak:.1} GFLOP/s\n");
     println!(
-        "{:<38} {:<16} {:<8} {:>10} {:>9} {:>10} {:>7}",
+        "{:<38} {:<16} {:<10} {:>10} {:>9} {:>10} {:>7}",
         "layer", "pass", "variant", "GFLOP", "ms", "GFLOP/s", "% peak"
     );
     let mut rows: Vec<Row> = Vec::new();
@@ -371,7 +371,7 @@ fn bench_conv(
 fn report(name: &str, pass: &str, variant: &str, flops: f64, seconds: f64, peak: f64) {
     let gflops = flops / seconds / 1e9;
     println!(
-        "{name:<38} {pass:<16} {variant:<8} {:>10.3} {:>9.2} {:>10.2} {:>6.1}%",
+        "{name:<38} {pass:<16} {variant:<10} {:>10.3} {:>9.2} {:>10.2} {:>6.1}%",
         flops / 1e9,
         seconds * 1e3,
         gflops,

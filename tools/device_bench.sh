@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # device_bench.sh: cnnvis's kernel benchmark and the PyTorch comparison on an NVIDIA GPU, in
-# one run that finishes within about 7 minutes (it stops starting stages after 400 s).
+# one run that finishes within about 8 minutes (it stops starting stages after 480 s).
 #
 # Runs in the repository root on a machine with python3 + torch + torchvision (CUDA), no Rust
 # and no network. Expects, beside the working tree:
 #   .gl/        Vulkan loader .debs (unpacked here with dpkg -x)
 #   .whl/       captum, grad-cam and ttach wheels (installed with --no-deps into /tmp/site)
 #   .benchbin/  the prebuilt bench binaries `e2e` and `kernels`
-# Writes into "$OUT/" (5 files): log.txt (setup, nvidia-smi, every table), kernels.json,
+# Writes into "$OUT/" (5 files): log.txt (setup, nvidia-smi, every table), kernels.json (every
+# conv variant of every layer),
 # fp32.json (light cases, batch 1 and 64, TF32 off), heavy.json (SmoothGrad-50, Score-CAM,
 # activation maximization with 20 iterations, TF32 off), tf32.json (torch with TF32 on;
 # cnnvis's figures reused from fp32.json). Each JSON is rewritten after every case, so a
@@ -28,13 +29,18 @@
 # not, bench_vs_torch.py runs its plain-autograd fallbacks and names them in its table.
 #
 # Run: bash tools/device_bench.sh   (OUT defaults to ./device_out)
+# DEVICE_BENCH_STAGES="adapter kernels fp32" runs only those stages (of adapter, kernels, fp32,
+# heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the PyTorch comparison, and
+# DEVICE_BENCH_BUDGET=S stops starting stages after S seconds.
 
 set -u
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 START=$(date +%s)
-BUDGET=${DEVICE_BENCH_BUDGET:-400}
+BUDGET=${DEVICE_BENCH_BUDGET:-480}
+STAGES=${DEVICE_BENCH_STAGES:-adapter kernels fp32 heavy tf32}
+MODELS=${DEVICE_BENCH_MODELS:-vgg16,resnet50}
 
 elapsed() { echo $(($(date +%s) - START)); }
 
@@ -42,6 +48,9 @@ elapsed() { echo $(($(date +%s) - START)); }
 stage() {
     local name=$1 want=$2
     shift 2
+    if [[ " $STAGES " != *" $name "* ]]; then
+        return
+    fi
     local left=$((BUDGET - $(elapsed)))
     local t=$((want < left ? want : left))
     if ((t < 20)); then
@@ -89,16 +98,17 @@ echo "setup done at $(elapsed) s"
 
 # The adapter and its FMA peak (the filter matches no layer).
 stage adapter 40 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels adapter-check-only
-stage kernels 60 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels --json "$OUT/kernels.json"
+stage kernels 120 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels --all-variants \
+    --json "$OUT/kernels.json"
 stage fp32 150 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
-    --models vgg16,resnet50 --cases light,forward-plan --batch 1,64 --samples 5 \
+    --models $MODELS --cases light,forward-plan --batch 1,64 --samples 5 \
     --json "$OUT/fp32.json"
 stage heavy 110 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
-    --models vgg16,resnet50 --cases smoothgrad,am,scorecam,am-filters --am-iters 20 \
+    --models $MODELS --cases smoothgrad,am,scorecam,am-filters --am-iters 20 \
     --samples 2 --json "$OUT/heavy.json"
 if [ -e "$OUT/fp32.json" ]; then
     stage tf32 50 python3 tools/bench_vs_torch.py --device cuda --tf32 \
-        --models vgg16,resnet50 --cases forward,saliency,guided,gradcam --batch 1,64 --samples 5 \
+        --models $MODELS --cases forward,saliency,guided,gradcam --batch 1,64 --samples 5 \
         --reuse-cnnvis "$OUT/fp32.json" --json "$OUT/tf32.json"
 fi
 echo

@@ -1,7 +1,7 @@
 //! 2-D convolution with `torch.nn.Conv2d` semantics (stride, zero padding, dilation, groups,
 //! optional bias): forward, backward to the input, backward to the weight and bias.
 //!
-//! Each pass picks one of five kernels (see `shaders/conv2d.wgsl`):
+//! Each pass picks one of six kernels (see `shaders/conv2d.wgsl`):
 //! - the windows kernels (`shaders/conv2d_windows.wgsl`, [`crate::ops::conv2d_windows`]) for
 //!   one group and unit dilation on adapters with fixed 8-lane subgroups (lavapipe): both
 //!   operands packed into 64 KiB uniform-buffer windows, whose loads lavapipe vectorizes; 3x3
@@ -11,25 +11,27 @@
 //! - row kernels when Kw == 3 with unit stride and dilation along W (forward and backward to
 //!   the input also need them along H): VGG's and ResNet's 3x3 layers; each loaded row of
 //!   values feeds all three taps, and 12 (8) channels x 3 rows x 16 columns per thread;
-//! - an implicit GEMM with 64 x 64 shared-memory tiles and split-K
-//!   ([`crate::ops::conv2d_gemm`]), for GPUs, where autotuning times it;
+//! - an implicit GEMM with shared-memory tiles and split-K ([`crate::ops::conv2d_gemm`]), in
+//!   two sizes (64 x 64 tiles of 4 x 4 per thread, 128 x 128 of 8 x 8), for GPUs, where
+//!   autotuning times them;
 //! - a generic register-tiled kernel (8 channels x 8 positions per thread);
 //! - a direct kernel, one thread per output element.
 //!
 //! Forward and backward to the input choose per adapter ([`select_conv2d_variant`]): on CPU
 //! adapters (lavapipe) windows where the context runs it and the shape fits, else rows where
-//! they apply, else tiled with two or more channels per group, else direct; on GPUs the
-//! variant with the most outputs per thread that still launches enough threads to fill the
-//! chip. [`conv2d_forward_cached`] and [`conv2d_backward_input_cached`] keep the windows
+//! they apply, else tiled with two or more channels per group, else direct; on GPUs a gemm
+//! kernel wherever the pass writes 16 or more channels per group (the wide tiles for large
+//! products), else the variant with the most outputs per thread that still launches enough
+//! threads to fill the chip. [`conv2d_forward_cached`] and [`conv2d_backward_input_cached`] keep the windows
 //! kernels' packed weights in a [`Conv2dWeightCache`] (a model does, per layer).
-//! `CNNVIS_CONV_VARIANT=windows|gemm|rows|tiled|direct` forces a variant wherever it applies and
+//! `CNNVIS_CONV_VARIANT=windows|gemm|gemm-wide|rows|tiled|direct` forces a variant wherever it applies and
 //! `CNNVIS_CONV_MIN_THREADS=N` sets the GPU thread target (both read once per process);
 //! [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force one per call.
 //! Backward-weight picks from the shapes alone.
 //!
 //! Autotuning: on GPU adapters, the first time a forward or backward-to-input dispatch is built
 //! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct,
-//! gemm and tiled; never rows, whose accumulators spill a GPU thread's registers) is timed on scratch
+//! both gemm sizes and tiled; never rows, whose accumulators spill a GPU thread's registers) is timed on scratch
 //! tensors of the same shapes (one warm-up, then a few timed submissions) and the fastest is
 //! cached for the rest of the process, keyed by adapter, pass, shapes and config
 //! ([`conv2d_autotune_choices`] lists the cache). `CNNVIS_CONV_AUTOTUNE=0` turns it off (the rule
@@ -45,7 +47,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::conv1x1_windows::{self as windows1, Px1Plan};
 use crate::ops::conv2d_cols::ColsPlan;
-use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape};
+use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape, GemmTile};
 use crate::ops::conv2d_windows::{self as windows, WindowPlan};
 /// The windows kernels' packed weights of one conv layer (see [`WeightPacks`]).
 pub use crate::ops::windows::WeightPacks as Conv2dWeightCache;
@@ -369,8 +371,8 @@ impl Geometry {
         }
     }
     /// The gemm variant's plan for `pass` (`None` where its grid would be too large).
-    fn gemm_plan(&self, pass: Conv2dPass) -> Option<GemmPlan> {
-        GemmPlan::new(&self.gemm_shape(), pass == Conv2dPass::BackwardInput)
+    fn gemm_plan(&self, pass: Conv2dPass, tile: GemmTile) -> Option<GemmPlan> {
+        GemmPlan::new(&self.gemm_shape(), tile, pass == Conv2dPass::BackwardInput)
     }
     /// Length of a weight row: Cin/groups * Kh * Kw.
     fn k(&self) -> usize {
@@ -502,6 +504,20 @@ pub fn conv2d_flops(x: &[usize], w: &[usize], cfg: &Conv2dConfig) -> Result<u64>
 /// so at 8k and above it stays; below, the direct kernel's one thread per output (10-100x the
 /// threads) should win. Overridden by `CNNVIS_CONV_MIN_THREADS`.
 const GPU_TARGET_THREADS: usize = 8192;
+/// On GPUs the gemm kernels take every pass that writes at least this many channels per group.
+/// From the H200 autotuning log (benches/results/h200-2026-11-27/log.txt): with 64 or more they
+/// beat the direct and tiled kernels 2-20x on every VGG16 and ResNet50 layer at batch 1; with 3
+/// (the backward passes of the first layers) the direct kernel is twice as fast, as 61 of every
+/// 64 tile rows would be empty.
+const GEMM_MIN_CHANNELS: usize = 16;
+/// 128 x 128 tiles where the product has at least this many rows and columns and this long a
+/// reduction, and they still make this many workgroups after split-K (about one per SM of an
+/// H100 or H200); below, the 64 x 64 tiles' four times as many workgroups win (same log: with
+/// 64 wide workgroups, ResNet50's 14² 256->1024 backward pass took 0.19 ms against 0.04).
+const GEMM_WIDE_MIN_ROWS: usize = 128;
+const GEMM_WIDE_MIN_COLS: usize = 128;
+const GEMM_WIDE_MIN_K: usize = 1024;
+const GEMM_WIDE_MIN_WORKGROUPS: usize = 128;
 /// Outputs per thread a GPU adapter accepts: a thread's accumulators must fit its registers
 /// (NVIDIA allows 255 32-bit registers per thread), which the tiled kernel's 64 do and the row
 /// kernels' 576 (384 backward) do not: those spill, so they are for CPU adapters only.
@@ -528,19 +544,23 @@ pub enum Conv2dVariant {
     /// (`conv2d_gemm.wgsl`); any configuration. For GPUs: autotuning times it there; on CPU
     /// adapters it runs only when asked for (workgroup memory is slow on lavapipe).
     Gemm,
+    /// The same kernel with 128 x 128 tiles and 8 x 8 outputs per thread (more FMAs per shared
+    /// load, a quarter of the workgroups).
+    GemmWide,
 }
 
 impl Conv2dVariant {
     /// Every variant, fewest outputs per thread first.
-    pub const ALL: [Conv2dVariant; 5] = [
+    pub const ALL: [Conv2dVariant; 6] = [
         Conv2dVariant::Direct,
         Conv2dVariant::Windows,
         Conv2dVariant::Gemm,
+        Conv2dVariant::GemmWide,
         Conv2dVariant::Tiled,
         Conv2dVariant::Rows,
     ];
 
-    /// Parses `direct` (or `naive`), `tiled`, `rows`, `windows` or `gemm`, as
+    /// Parses `direct` (or `naive`), `tiled`, `rows`, `windows`, `gemm` or `gemm-wide`, as
     /// `CNNVIS_CONV_VARIANT` takes them.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -549,11 +569,12 @@ impl Conv2dVariant {
             "rows" => Some(Conv2dVariant::Rows),
             "windows" => Some(Conv2dVariant::Windows),
             "gemm" => Some(Conv2dVariant::Gemm),
+            "gemm-wide" => Some(Conv2dVariant::GemmWide),
             _ => None,
         }
     }
 
-    /// Lower-case name (`direct`, `tiled`, `rows`, `windows`, `gemm`).
+    /// Lower-case name (`direct`, `tiled`, `rows`, `windows`, `gemm`, `gemm-wide`).
     pub fn name(self) -> &'static str {
         match self {
             Conv2dVariant::Direct => "direct",
@@ -561,6 +582,7 @@ impl Conv2dVariant {
             Conv2dVariant::Rows => "rows",
             Conv2dVariant::Windows => "windows",
             Conv2dVariant::Gemm => "gemm",
+            Conv2dVariant::GemmWide => "gemm-wide",
         }
     }
 
@@ -573,8 +595,23 @@ impl Conv2dVariant {
             _ if windows::is_conv_kernel(kernel) || windows1::is_conv_kernel(kernel) => {
                 Some(Conv2dVariant::Windows)
             }
-            _ if gemm::is_conv_kernel(kernel) => Some(Conv2dVariant::Gemm),
-            _ => None,
+            _ => match gemm::conv_kernel_tile(kernel)? {
+                GemmTile::WIDE => Some(Conv2dVariant::GemmWide),
+                _ => Some(Conv2dVariant::Gemm),
+            },
+        }
+    }
+
+    /// Whether this is one of the implicit-GEMM variants.
+    pub fn is_gemm(self) -> bool {
+        matches!(self, Conv2dVariant::Gemm | Conv2dVariant::GemmWide)
+    }
+
+    /// The tile of a gemm variant (the small one's for any other).
+    fn gemm_tile(self) -> GemmTile {
+        match self {
+            Conv2dVariant::GemmWide => GemmTile::WIDE,
+            _ => GemmTile::SMALL,
         }
     }
 
@@ -586,7 +623,8 @@ impl Conv2dVariant {
             (Conv2dVariant::Rows, Conv2dPass::Forward) => ROW_C * ROW_Y * ROW_P,
             (Conv2dVariant::Rows, Conv2dPass::BackwardInput) => ROW_C_BWI * ROW_Y * ROW_P,
             (Conv2dVariant::Windows, _) => 24,
-            (Conv2dVariant::Gemm, _) => gemm::OUTPUTS_PER_THREAD,
+            (Conv2dVariant::Gemm, _) => GemmTile::SMALL.outputs_per_thread(),
+            (Conv2dVariant::GemmWide, _) => GemmTile::WIDE.outputs_per_thread(),
         }
     }
 }
@@ -633,7 +671,7 @@ pub fn conv2d_gemm_splits(
     cfg: &Conv2dConfig,
 ) -> Result<Option<usize>> {
     Ok(geometry("conv2d", x, w, cfg)?
-        .gemm_plan(pass)
+        .gemm_plan(pass, GemmTile::SMALL)
         .map(|p| p.splits()))
 }
 
@@ -642,9 +680,12 @@ pub fn conv2d_gemm_splits(
 /// (lavapipe): rows where they apply, else tiled with at least two channels per group (not for
 /// strided backward passes), else direct; a context that runs the windows kernels takes them
 /// first where they apply (see [`conv2d_windows_supported`]: this shape-only rule cannot
-/// know). Other adapters: among the variants whose accumulators fit a GPU thread (not rows),
-/// the one with the most outputs per thread that still launches `GPU_TARGET_THREADS` (8192)
-/// threads, else the one launching the most.
+/// know). Other adapters: a gemm variant where the pass writes at least 16 channels per group
+/// (`gemm-wide` for products of at least 128 rows and columns summing at least 1024 terms
+/// that still make 128 workgroups, else `gemm`); otherwise, among the variants whose accumulators fit a GPU thread (not rows
+/// or gemm), the one with the most outputs per thread that still launches
+/// `GPU_TARGET_THREADS` (8192) threads, else the one launching the most. (Autotuning, on by
+/// default on GPUs, times the candidates instead.)
 pub fn select_conv2d_variant(
     pass: Conv2dPass,
     x: &[usize],
@@ -679,8 +720,36 @@ fn variant_threads(g: &Geometry, pass: Conv2dPass, v: Conv2dVariant) -> Option<u
             groups * ch.div_ceil(rc) * g.n * h.div_ceil(ROW_Y) * w.div_ceil(ROW_P)
         }),
         Conv2dVariant::Windows => g.window_plan(pass).map(|p| p.threads()),
-        Conv2dVariant::Gemm => g.gemm_plan(pass).map(|p| p.threads()),
+        Conv2dVariant::Gemm => g.gemm_plan(pass, GemmTile::SMALL).map(|p| p.threads()),
+        Conv2dVariant::GemmWide => g.gemm_plan(pass, GemmTile::WIDE).map(|p| p.threads()),
     }
+}
+
+/// The GPU rule's gemm variant for `pass`, if it takes one (see `GEMM_MIN_CHANNELS`).
+fn gemm_choice(g: &Geometry, pass: Conv2dPass) -> Option<Conv2dVariant> {
+    let (ch, h, w) = pass_dims(g, pass);
+    if ch < GEMM_MIN_CHANNELS {
+        return None;
+    }
+    let summed = match pass {
+        Conv2dPass::Forward => g.cin_g(),
+        Conv2dPass::BackwardInput => g.cout_g(),
+    };
+    let wide = ch >= GEMM_WIDE_MIN_ROWS
+        && g.n * h * w >= GEMM_WIDE_MIN_COLS
+        && summed * g.kh * g.kw >= GEMM_WIDE_MIN_K;
+    [
+        (wide, Conv2dVariant::GemmWide, GemmTile::WIDE),
+        (true, Conv2dVariant::Gemm, GemmTile::SMALL),
+    ]
+    .into_iter()
+    .find(|&(ok, v, tile)| {
+        let plan = g.gemm_plan(pass, tile);
+        ok && plan.is_some_and(|p| {
+            v != Conv2dVariant::GemmWide || p.workgroups() >= GEMM_WIDE_MIN_WORKGROUPS
+        })
+    })
+    .map(|(_, v, _)| v)
 }
 
 fn choose_variant(
@@ -705,10 +774,13 @@ fn choose_variant(
             Conv2dVariant::Direct
         };
     }
+    if let Some(v) = gemm_choice(g, pass) {
+        return v;
+    }
     let candidates: Vec<(Conv2dVariant, usize)> = Conv2dVariant::ALL
         .into_iter()
         .filter(|&v| v.outputs_per_thread(pass) <= GPU_MAX_OUTPUTS_PER_THREAD)
-        .filter(|&v| v != Conv2dVariant::Windows && v != Conv2dVariant::Gemm)
+        .filter(|&v| v != Conv2dVariant::Windows && !v.is_gemm())
         .filter(|&v| v != Conv2dVariant::Tiled || tiled_ok)
         .filter_map(|v| Some((v, variant_threads(g, pass, v)?)))
         .collect();
@@ -812,7 +884,7 @@ fn pick_variant(
             Some(_) => Ok(v),
             None => Err(Error::shape(
                 op,
-                if v == Conv2dVariant::Gemm {
+                if v.is_gemm() {
                     format!(
                         "the gemm variant's grid exceeds 65535 workgroups per dimension ({:?}, \
                          x [{}, {}, {}, {}])",
@@ -1042,7 +1114,7 @@ fn autotune_candidates(
         })
         .filter(|&v| v != Conv2dVariant::Tiled || ch >= TILED_MIN_CHANNELS)
         .filter(|&v| v != Conv2dVariant::Windows)
-        .filter(|&v| v != Conv2dVariant::Gemm || device != wgpu::DeviceType::Cpu)
+        .filter(|&v| !v.is_gemm() || device != wgpu::DeviceType::Cpu)
         .filter(|&v| variant_threads(g, pass, v).is_some())
         .collect()
 }
@@ -1196,9 +1268,9 @@ fn forward(
                 .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
             plan.build(ctx, y, x, w, b, false, false, cache)
         }
-        Conv2dVariant::Gemm => {
+        v @ (Conv2dVariant::Gemm | Conv2dVariant::GemmWide) => {
             let plan = g
-                .gemm_plan(Conv2dPass::Forward)
+                .gemm_plan(Conv2dPass::Forward, v.gemm_tile())
                 .ok_or_else(|| Error::shape(OP, "the gemm variant's grid is too large"))?;
             gemm::build(ctx, &g.gemm_shape(), &plan, false, y, x, w, b, false)
         }
@@ -1295,9 +1367,9 @@ fn backward_input(
                 .ok_or_else(|| Error::shape(OP, "the windows variant does not apply"))?;
             plan.build(ctx, dx, dy, w, None, true, accumulate, cache)
         }
-        Conv2dVariant::Gemm => {
+        v @ (Conv2dVariant::Gemm | Conv2dVariant::GemmWide) => {
             let plan = g
-                .gemm_plan(Conv2dPass::BackwardInput)
+                .gemm_plan(Conv2dPass::BackwardInput, v.gemm_tile())
                 .ok_or_else(|| Error::shape(OP, "the gemm variant's grid is too large"))?;
             gemm::build(
                 ctx,
