@@ -23,6 +23,7 @@
 //! | `forward` | `Model::predict` (plan, upload, forward, logits read back) |
 //! | `forward-plan` | replay of a prebuilt forward plan, logits read back |
 //! | `saliency` | `Saliency::vanilla()` for class 243, map read back |
+//! | `saliency-plan` | replay of a prebuilt forward + backward pass for class 243 (`GradientPass`), input gradient read back: the floor of a saliency call that reused its plan |
 //! | `guided` | `Saliency::guided()`, same |
 //! | `gradcam` | `Cam::grad_cam()` at the model's default CAM layer, upsampled map read back |
 //! | `smoothgrad` | `Saliency::smoothgrad()` with 50 samples (`CNNVIS_BENCH_SMOOTHGRAD_SAMPLES`) |
@@ -55,10 +56,11 @@ use cnnvis::gpu::{DType, Dispatch};
 use cnnvis::model::arch;
 use cnnvis::model::weights::Weights;
 use cnnvis::ops::fma_peak::fma_peak;
+use cnnvis::ops::relu::ReluRule;
 use cnnvis::vis::cam::Cam;
 use cnnvis::vis::maximize::Maximize;
 use cnnvis::vis::saliency::Saliency;
-use cnnvis::vis::Target;
+use cnnvis::vis::{GradientPass, Objective, Target};
 use cnnvis::{GpuContext, Model, Tensor};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -70,6 +72,7 @@ const CASES: &[&str] = &[
     "forward",
     "forward-plan",
     "saliency",
+    "saliency-plan",
     "guided",
     "gradcam",
     "smoothgrad",
@@ -84,13 +87,21 @@ const LIGHT: &[&str] = &[
     "forward",
     "forward-plan",
     "saliency",
+    "saliency-plan",
     "guided",
     "gradcam",
 ];
 /// Cases that take minutes per sample on a CPU adapter.
 const HEAVY: &[&str] = &["smoothgrad", "scorecam", "am", "am-filters"];
 /// Cases that run at every batch of `CNNVIS_BENCH_BATCH`.
-const BATCHED: &[&str] = &["forward", "forward-plan", "saliency", "guided", "gradcam"];
+const BATCHED: &[&str] = &[
+    "forward",
+    "forward-plan",
+    "saliency",
+    "saliency-plan",
+    "guided",
+    "gradcam",
+];
 /// Models with a random-weight generator here.
 const MODELS: &[&str] = &["vgg16", "resnet50"];
 /// The class every class target names (an ImageNet class, any would do).
@@ -436,6 +447,25 @@ fn bench_model(
                         Ok(())
                     })?;
                     record(name, case, b, times, Some(bf * fwd), vec![])
+                }
+                "saliency-plan" => {
+                    let shape = input_shape(&model, b);
+                    let objective = Objective::new(&model, &target, b)?;
+                    let pass =
+                        GradientPass::new(ctx, &model, shape, objective, None, ReluRule::Standard)?;
+                    pass.forward
+                        .input()
+                        .write(ctx, &random_vec(pass.forward.input().numel(), 7))?;
+                    let grad = pass
+                        .backward
+                        .input_grad()
+                        .ok_or_else(|| cnnvis::Error::shape("bench", "no input gradient"))?;
+                    let times = measure(samples, || {
+                        pass.run(ctx)?;
+                        grad.download(ctx)?;
+                        Ok(())
+                    })?;
+                    record(name, case, b, times, Some(bf * 2.0 * fwd), vec![])
                 }
                 "saliency" | "guided" => {
                     let s = if case == "saliency" {

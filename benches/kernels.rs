@@ -1,13 +1,14 @@
 //! Kernel benchmarks: the adapter's practical FMA peak, then conv2d forward and backward to the
-//! input at every distinct conv layer shape of VGG16 and ResNet50 (batch 1, 224² input: 3×3,
+//! input at every distinct conv layer shape of VGG16 and ResNet50 (224² input: 3×3,
 //! 1×1, strided and the 7×7 stem), each as GFLOP/s and as a fraction of the peak measured in the
 //! same run. After a model's shapes, a total weighted by how often each shape occurs in the
 //! model (when every shape of it ran).
 //!
 //! `cargo bench --bench kernels [-- FILTER...] [--json OUT.json]`: a FILTER is a substring of
 //! the row label (`vgg16`, `resnet50`, `3x3`, `1x1`, `s2`, `14x14`, ...; any may match).
-//! `CNNVIS_BENCH_SAMPLES=N` sets samples per figure (default 5), `CNNVIS_BENCH_WEIGHT=1` adds
-//! backward-to-weight. `--json` writes `{device, adapter, fma_peak_gflops, kernels: [{layer,
+//! `CNNVIS_BENCH_SAMPLES=N` sets samples per figure (default 5), `CNNVIS_BENCH_BATCH=N` the
+//! images per conv (default 1; the autotuner then tunes that batch), `CNNVIS_BENCH_WEIGHT=1` adds
+//! backward-to-weight. `--json` writes `{device, adapter, fma_peak_gflops, batch, kernels: [{layer,
 //! model, pass, variant, chosen, count, gflop, median_s, gflops, peak_fraction}]}`.
 //!
 //! The `variant` column names the forward / backward-to-input kernel that ran (`direct`,
@@ -161,7 +162,10 @@ fn main() {
         }
     };
     println!("adapter: {}", ctx.adapter());
-    println!("samples per figure: {samples} (median reported)\n");
+    println!(
+        "samples per figure: {samples} (median reported); batch {}\n",
+        batch()
+    );
 
     let peak = fma_peak_gflops(&ctx, samples);
     println!("FMA peak (independent vec4 FMA chains, best of 7 samples): {peak:.1} GFLOP/s\n");
@@ -263,7 +267,7 @@ fn main() {
             })
             .collect();
         let doc = json!({"device": a.name, "adapter": a.to_string(),
-                         "fma_peak_gflops": peak, "kernels": kernels});
+                         "fma_peak_gflops": peak, "batch": batch(), "kernels": kernels});
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         if let Err(e) = std::fs::write(&path, text) {
             eprintln!("error: writing {path}: {e}");
@@ -282,6 +286,18 @@ struct Measured {
     seconds: f64,
 }
 
+/// Images per conv (`CNNVIS_BENCH_BATCH`, default 1).
+fn batch() -> usize {
+    static BATCH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BATCH.get_or_init(|| {
+        std::env::var("CNNVIS_BENCH_BATCH")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1)
+            .max(1)
+    })
+}
+
 /// Times forward and backward-to-input (and backward-to-weight when asked) of one shape, with
 /// the automatic variant and, with `all_variants`, every other one that applies.
 fn bench_conv(
@@ -294,7 +310,7 @@ fn bench_conv(
     all_variants: bool,
 ) -> cnnvis::Result<Vec<Measured>> {
     let cfg = Conv2dConfig::new().padding(s.pad).stride(s.stride);
-    let xs = [1, s.cin, s.hw, s.hw];
+    let xs = [batch(), s.cin, s.hw, s.hw];
     let ws = [s.cout, s.cin, s.k, s.k];
     let ys = conv2d_output_shape(&xs, &ws, &cfg)?;
     let flops = conv2d_flops(&xs, &ws, &cfg)? as f64;

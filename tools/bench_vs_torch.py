@@ -39,8 +39,8 @@ How to run (repository root)
         --samples 2 --json bench_cpu.json
     python tools/bench_vs_torch.py --device cuda [--tf32] [--cnnvis PATH/TO/e2e-HASH]
     Options: --models vgg16,resnet50  --cases forward,saliency,guided,gradcam (default; also
-    smoothgrad, scorecam, am, am-filters, forward-plan, load, first-call; `light`, `heavy`,
-    `all`)  --batch 1[,64]  --samples N  --threads N (torch CPU threads)  --am-iters N
+    smoothgrad, scorecam, am, am-filters, forward-plan, saliency-plan, load, first-call;
+    `light`, `heavy`, `all`)  --batch 1[,64]  --samples N  --threads N (torch CPU threads)  --am-iters N
     --am-filters N  --smoothgrad-samples N  --no-cnnvis (torch only)  --no-torch (cnnvis only)
     --json OUT. Without --cnnvis it runs `cargo bench --bench e2e --no-run` (building the
     binary if stale) where cargo exists, else takes the newest target/release/deps/e2e-* (or
@@ -74,13 +74,13 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CAM_LAYER = {"vgg16": "features.30", "resnet50": "layer4"}
 AM_LAYER = {"vgg16": "features.28", "resnet50": "layer4.2.conv3"}
-CASES = ["load", "first-call", "forward", "forward-plan", "saliency", "guided", "gradcam",
-         "smoothgrad", "scorecam", "am", "am-filters"]
+CASES = ["load", "first-call", "forward", "forward-plan", "saliency", "saliency-plan", "guided",
+         "gradcam", "smoothgrad", "scorecam", "am", "am-filters"]
 LIGHT = ["forward", "saliency", "guided", "gradcam"]
 HEAVY = ["smoothgrad", "scorecam", "am", "am-filters"]
-BATCHED = ["forward", "forward-plan", "saliency", "guided", "gradcam"]
+BATCHED = ["forward", "forward-plan", "saliency", "saliency-plan", "guided", "gradcam"]
 # Cases with no PyTorch counterpart (cnnvis only).
-CNNVIS_ONLY = ["load", "first-call", "forward-plan"]
+CNNVIS_ONLY = ["load", "first-call", "forward-plan", "saliency-plan"]
 
 try:
     import captum.attr as captum_attr  # noqa: E402

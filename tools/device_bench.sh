@@ -7,8 +7,8 @@
 #   .gl/        Vulkan loader .debs (unpacked here with dpkg -x)
 #   .whl/       captum, grad-cam and ttach wheels (installed with --no-deps into /tmp/site)
 #   .benchbin/  the prebuilt bench binaries `e2e` and `kernels`
-# Writes into "$OUT/" (5 files): log.txt (setup, nvidia-smi, every table), kernels.json (every
-# conv variant of every layer),
+# Writes into "$OUT/" (6 files): log.txt (setup, nvidia-smi, every table), kernels.json (every
+# conv variant of every layer), kernels64.json (VGG16's convs at batch 64),
 # fp32.json (light cases, batch 1 and 64, TF32 off), heavy.json (SmoothGrad-50, Score-CAM,
 # activation maximization with 20 iterations, TF32 off), tf32.json (torch with TF32 on;
 # cnnvis's figures reused from fp32.json). Each JSON is rewritten after every case, so a
@@ -29,9 +29,9 @@
 # not, bench_vs_torch.py runs its plain-autograd fallbacks and names them in its table.
 #
 # Run: bash tools/device_bench.sh   (OUT defaults to ./device_out)
-# DEVICE_BENCH_STAGES="adapter kernels fp32" runs only those stages (of adapter, kernels, fp32,
-# heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the PyTorch comparison, and
-# DEVICE_BENCH_BUDGET=S stops starting stages after S seconds.
+# DEVICE_BENCH_STAGES="adapter kernels fp32" runs only those stages (of adapter, kernels,
+# kernels64, fp32, heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the PyTorch
+# comparison, and DEVICE_BENCH_BUDGET=S stops starting stages after S seconds.
 
 set -u
 OUT=${OUT:-$PWD/device_out}
@@ -39,7 +39,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 START=$(date +%s)
 BUDGET=${DEVICE_BENCH_BUDGET:-480}
-STAGES=${DEVICE_BENCH_STAGES:-adapter kernels fp32 heavy tf32}
+STAGES=${DEVICE_BENCH_STAGES:-adapter kernels kernels64 fp32 heavy tf32}
 MODELS=${DEVICE_BENCH_MODELS:-vgg16,resnet50}
 
 elapsed() { echo $(($(date +%s) - START)); }
@@ -100,8 +100,10 @@ echo "setup done at $(elapsed) s"
 stage adapter 40 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels adapter-check-only
 stage kernels 120 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels --all-variants \
     --json "$OUT/kernels.json"
+stage kernels64 60 env CNNVIS_BENCH_SAMPLES=3 CNNVIS_BENCH_BATCH=64 .benchbin/kernels vgg16 \
+    --json "$OUT/kernels64.json"
 stage fp32 150 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
-    --models $MODELS --cases light,forward-plan --batch 1,64 --samples 5 \
+    --models $MODELS --cases light,forward-plan,saliency-plan --batch 1,64 --samples 5 \
     --json "$OUT/fp32.json"
 stage heavy 110 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
     --models $MODELS --cases smoothgrad,am,scorecam,am-filters --am-iters 20 \

@@ -302,8 +302,14 @@ def gemm_fn(sfx, tm, tn, bk):
     L += [
         f"    for (var k0 = k_begin; k0 < k_end; k0 += {bk}) {{",
     ]
-    L += [f"        As{sfx}[(ak + {u}) * {bm // 4} + ar / 4][ar % 4] = ra{u};" for u in range(a_per)]
-    L += [f"        Bs{sfx}[(bk + {u}) * {bn // 4} + bc / 4][bc % 4] = rb{u};" for u in range(b_per)]
+    L += [
+        f"        As{sfx}[(ak + {u}) * {bm // 4} + ar / 4][ar % 4] = ra{u};"
+        for u in range(a_per)
+    ]
+    L += [
+        f"        Bs{sfx}[(bk + {u}) * {bn // 4} + bc / 4][bc % 4] = rb{u};"
+        for u in range(b_per)
+    ]
     L += [
         "        workgroupBarrier();",
         "",
@@ -366,7 +372,8 @@ def gemm_fn(sfx, tm, tn, bk):
     L += [
         "}",
         "",
-        f"// y = conv(x, w) + b, tile {bm} x {bn}. Grid: (column tiles, row tiles, groups * splits).",
+        f"// y = conv(x, w) + b, tile {bm} x {bn}. "
+        "Grid: (column tiles, row tiles, groups * splits).",
         "@compute @workgroup_size(16, 16)",
         f"fn conv2d_gemm_forward{sfx}(@builtin(local_invocation_id) lid: vec3<u32>,",
         "        @builtin(workgroup_id) wg: vec3<u32>) {",
