@@ -6,7 +6,7 @@
 # and no network. Expects, beside the working tree:
 #   .gl/        Vulkan loader .debs (unpacked here with dpkg -x)
 #   .whl/       captum, grad-cam and ttach wheels (installed with --no-deps into /tmp/site)
-#   .benchbin/  the prebuilt bench binaries `e2e` and `kernels`
+#   .benchbin/  the prebuilt bench binaries `e2e`, `kernels` and `profile`
 # Writes into "$OUT/" (6 files): log.txt (setup, nvidia-smi, every table), kernels.json (every
 # conv variant of every layer), kernels64.json (VGG16's convs at batch 64),
 # fp32.json (light cases, batch 1 and 64, TF32 off), heavy.json (SmoothGrad-50, Score-CAM,
@@ -15,10 +15,10 @@
 # stage cut short by its timeout keeps what it measured.
 #
 # Preparing the carried folders (on the x86-64 build machine, repository root):
-#   mkdir -p .benchbin && for b in e2e kernels; do
+#   mkdir -p .benchbin && for b in e2e kernels profile; do
 #     p=$(XDG_RUNTIME_DIR=/tmp cargo bench --bench $b --no-run 2>&1 |
 #         sed -n 's/.*Executable .*(\(.*\))$/\1/p'); cp "$p" .benchbin/$b; done
-#   ls -la .benchbin   # two executables, about 9 MB each
+#   ls -la .benchbin   # three executables, about 9 MB each
 #   mkdir -p .whl && python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --platform manylinux2014_x86_64 --platform any -d .whl captum==0.9.0 ttach==0.0.3
 #   # grad-cam is published as a source archive only: build its (pure-Python) wheel instead.
@@ -30,8 +30,9 @@
 #
 # Run: bash tools/device_bench.sh   (OUT defaults to ./device_out)
 # DEVICE_BENCH_STAGES="adapter kernels fp32" runs only those stages (of adapter, kernels,
-# kernels64, fp32, heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the PyTorch
-# comparison, and DEVICE_BENCH_BUDGET=S stops starting stages after S seconds.
+# kernels64, fp32, profile, heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the
+# PyTorch comparison and the profile, and DEVICE_BENCH_BUDGET=S stops starting stages after S
+# seconds.
 
 set -u
 OUT=${OUT:-$PWD/device_out}
@@ -39,7 +40,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 START=$(date +%s)
 BUDGET=${DEVICE_BENCH_BUDGET:-480}
-STAGES=${DEVICE_BENCH_STAGES:-adapter kernels kernels64 fp32 heavy tf32}
+STAGES=${DEVICE_BENCH_STAGES:-adapter kernels kernels64 fp32 profile heavy tf32}
 MODELS=${DEVICE_BENCH_MODELS:-vgg16,resnet50}
 
 elapsed() { echo $(($(date +%s) - START)); }
@@ -93,7 +94,7 @@ print("torch.cuda:", torch.cuda.is_available(), torch.version.cuda,
 EOF
 nvidia-smi
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,power.limit --format=csv
-chmod +x .benchbin/e2e .benchbin/kernels 2>/dev/null
+chmod +x .benchbin/e2e .benchbin/kernels .benchbin/profile 2>/dev/null
 echo "setup done at $(elapsed) s"
 
 # The adapter and its FMA peak (the filter matches no layer).
@@ -105,6 +106,9 @@ stage kernels64 60 env CNNVIS_BENCH_SAMPLES=3 CNNVIS_BENCH_BATCH=64 .benchbin/ke
 stage fp32 150 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
     --models $MODELS --cases light,forward-plan,saliency-plan --batch 1,64 --samples 5 \
     --json "$OUT/fp32.json"
+# Per-launch profiles of vanilla saliency's pass (the e2e stage wrote the random-weight models).
+stage profile 40 env MODELS="$MODELS" bash -c 'for m in ${MODELS//,/ }; do
+    .benchbin/profile "${TMPDIR:-/tmp}/cnnvis-bench/$m-random-v1.safetensors" --top 15; done'
 stage heavy 110 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
     --models $MODELS --cases smoothgrad,am,scorecam,am-filters --am-iters 20 \
     --samples 2 --json "$OUT/heavy.json"
