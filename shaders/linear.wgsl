@@ -11,7 +11,11 @@
 //     threads instead of being one thread's loop; each weight loaded is used for every batch
 //     row of the block and each input value for 4 outputs. Partial sums meet in workgroup
 //     memory;
-//   * backward to input: one thread per (4 consecutive k, 4 batch rows), an M-long loop;
+//   * backward to input: one thread per (4 consecutive k, 4 batch rows), an M-long loop; on
+//     GPUs, where a batch-1 VGG classifier gives that only K / 4 = 6272 threads (too few to
+//     hide memory latency on a 132-SM chip), `_split` cuts M into `splits` ranges, each thread
+//     summing one range into part4 [splits, N, K / 4], and `_reduce` adds the ranges in order
+//     (deterministic, no atomics);
 //   * backward to weight: one thread per (output m, 4 consecutive k), an N-long loop (N is a
 //     batch, small); backward to bias: one thread per output.
 // Row blocks: a weight too large for one storage binding (VGG16's classifier.0, 411 MB) is
@@ -28,7 +32,7 @@ struct LinearParams {
     accumulate: u32,
     ld: u32,         // row stride of y and dy (M unless the weight is one row block of a larger layer)
     off: u32,        // column of y / dy where this weight's outputs start
-    _pad: u32,
+    splits: u32,     // backward to input, split: ranges the M reduction is cut into
 }
 
 @group(0) @binding(0) var<uniform> p: LinearParams;
@@ -44,6 +48,7 @@ struct LinearParams {
 @group(0) @binding(10) var<storage, read> w4: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read_write> dx4: array<vec4<f32>>;
 @group(0) @binding(12) var<storage, read_write> dw4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read_write> part4: array<vec4<f32>>;
 
 // Threads of a forward workgroup. 64 rather than 256: each thread then runs a longer K loop
 // before the (barrier-bound) reduction, which matters for K = 4096 layers.
@@ -294,6 +299,60 @@ fn linear_backward_input_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
     store_dx4(n0 + 1u, q, a1);
     store_dx4(n0 + 2u, q, a2);
     store_dx4(n0 + 3u, q, a3);
+}
+
+// linear_backward_input_vec4 over rows [s * chunk, (s + 1) * chunk) of W for range s: partial
+// sums into part4. Threads: (K / 4) x ceil(N / 4) x splits.
+@compute @workgroup_size(WG)
+fn linear_backward_input_split_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
+                                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let k4 = p.k / 4u;
+    let per_split = k4 * ((p.n + 3u) / 4u);
+    let s = t / per_split;
+    if (s >= p.splits) { return; }
+    let blk = input_block(t % per_split);
+    let q = blk.x / 4u;
+    let n0 = blk.y;
+    let chunk = (p.m + p.splits - 1u) / p.splits;
+    let m_begin = s * chunk;
+    let m_end = min(p.m, m_begin + chunk);
+    let r0 = n0 * p.ld + p.off;
+    let r1 = min(n0 + 1u, p.n - 1u) * p.ld + p.off;
+    let r2 = min(n0 + 2u, p.n - 1u) * p.ld + p.off;
+    let r3 = min(n0 + 3u, p.n - 1u) * p.ld + p.off;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var m = m_begin; m < m_end; m++) {
+        let wv = w4[m * k4 + q];
+        a0 += dy[r0 + m] * wv;
+        a1 += dy[r1 + m] * wv;
+        a2 += dy[r2 + m] * wv;
+        a3 += dy[r3 + m] * wv;
+    }
+    // Spelled out, not a loop over an array of the four: an indexed private array can live in
+    // local memory on NVIDIA (benches/RESULTS.md, the gemm kernels).
+    let at = (s * p.n + n0) * k4 + q;
+    part4[at] = a0;
+    if (n0 + 1u < p.n) { part4[at + k4] = a1; }
+    if (n0 + 2u < p.n) { part4[at + 2u * k4] = a2; }
+    if (n0 + 3u < p.n) { part4[at + 3u * k4] = a3; }
+}
+
+// dx (+)= the sum over ranges of part4, in range order: one thread per (n, 4 consecutive k).
+@compute @workgroup_size(WG)
+fn linear_backward_input_reduce_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
+                                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let k4 = p.k / 4u;
+    if (t >= p.n * k4) { return; }
+    var v = vec4<f32>(0.0);
+    for (var s = 0u; s < p.splits; s++) {
+        v += part4[s * p.n * k4 + t];
+    }
+    store_dx4(t / k4, t % k4, v);
 }
 
 // dW = dy^T x, any K: one thread per (m, 4 consecutive k), loop over the batch.

@@ -6,9 +6,9 @@ use common::*;
 
 use cnnvis::ops::linear::{
     linear_backward_input, linear_backward_input_blocks_cached, linear_backward_input_rows,
-    linear_backward_input_rows_cached, linear_backward_input_variant, linear_backward_weight,
-    linear_forward, linear_forward_rows, linear_forward_rows_cached, linear_forward_variant,
-    linear_windows_supported, LinearVariant, LinearWeightCache,
+    linear_backward_input_rows_cached, linear_backward_input_split, linear_backward_input_variant,
+    linear_backward_weight, linear_forward, linear_forward_rows, linear_forward_rows_cached,
+    linear_forward_variant, linear_windows_supported, LinearVariant, LinearWeightCache,
 };
 use cnnvis::Error;
 
@@ -220,6 +220,50 @@ fn linear_backward_input_matches_cpu_reference() {
                 1e-5,
             );
         }
+    }
+}
+
+/// The split backward to the input (GPUs cut the M reduction into ranges and add their
+/// partial sums in a second launch) against the CPU reference: ranges that do not divide M,
+/// more ranges than rows, batch 1, 3 and 6 (a partial block of 4 rows), a row block of a wider
+/// dy (offset), writing and accumulating.
+#[test]
+fn linear_backward_input_split_matches_cpu_reference() {
+    let c = ctx();
+    let mut rng = Rng::new(19);
+    let k = 44;
+    for (n, m, splits, offset, total) in [
+        (1, 67, 4, 0, 67),
+        (3, 67, 5, 0, 67),
+        (6, 130, 7, 9, 150),
+        (2, 5, 9, 0, 5),
+    ] {
+        let dys = rng.vec(n * total, -1.0, 1.0);
+        let ws = rng.vec(m * k, -1.0, 1.0);
+        let (dy, w) = (upload(&[n, total], &dys), upload(&[m, k], &ws));
+        // The block's columns of dy, as the reference takes them.
+        let dys_block: Vec<f32> = (0..n)
+            .flat_map(|i| dys[i * total + offset..i * total + offset + m].to_vec())
+            .collect();
+        let want = backward_input_ref(&dys_block, &ws, n, k, m);
+        let name = format!("split backward N {n} M {m} ranges {splits} offset {offset}");
+        let dx = poisoned(&[n, k]);
+        let d = linear_backward_input_split(c, &dx, &dy, &w, offset, splits, false).unwrap();
+        assert_eq!(
+            LinearVariant::of_kernel(d.kernel()),
+            Some(LinearVariant::Storage)
+        );
+        assert_eq!(d.launches(), 2, "{name}: the ranges and their sum");
+        run(&[&d]);
+        assert_close(&name, &download(&dx), &want, atol(m), 1e-5);
+        run(&[&linear_backward_input_split(c, &dx, &dy, &w, offset, splits, true).unwrap()]);
+        assert_close(
+            &format!("{name} accumulate"),
+            &download(&dx),
+            &twice(&want),
+            2.0 * atol(m),
+            1e-5,
+        );
     }
 }
 

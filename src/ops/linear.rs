@@ -2,7 +2,9 @@
 //!
 //! `x` is `[N, K]`, or any `[N, ...]` viewed as `[N, prod(...)]` as `torch.flatten(x, 1)`
 //! does (VGG's classifier takes `[N, 512, 7, 7]` this way); the weight is `[M, K]` in PyTorch's
-//! layout. When `K % 4 == 0` the `_vec4` kernels read the weight as vec4.
+//! layout. When `K % 4 == 0` the `_vec4` kernels read the weight as vec4. On GPU adapters a
+//! backward-to-input pass with few threads (K / 4 per 4 batch rows) cuts its M reduction into
+//! ranges (`SPLIT_TARGET_THREADS`), written as partial sums and added by a second launch.
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
@@ -58,7 +60,15 @@ impl LinearVariant {
     pub fn of_kernel(kernel: Kernel) -> Option<Self> {
         if windows::is_product_kernel(kernel) {
             Some(LinearVariant::Windows)
-        } else if [FORWARD, FORWARD_VEC4, BACKWARD_INPUT, BACKWARD_INPUT_VEC4].contains(&kernel) {
+        } else if [
+            FORWARD,
+            FORWARD_VEC4,
+            BACKWARD_INPUT,
+            BACKWARD_INPUT_VEC4,
+            BACKWARD_INPUT_SPLIT,
+        ]
+        .contains(&kernel)
+        {
             Some(LinearVariant::Storage)
         } else {
             None
@@ -70,6 +80,10 @@ const FORWARD: Kernel = Kernel::new(Shader::Linear, "linear_forward");
 const FORWARD_VEC4: Kernel = Kernel::new(Shader::Linear, "linear_forward_vec4");
 const BACKWARD_INPUT: Kernel = Kernel::new(Shader::Linear, "linear_backward_input");
 const BACKWARD_INPUT_VEC4: Kernel = Kernel::new(Shader::Linear, "linear_backward_input_vec4");
+const BACKWARD_INPUT_SPLIT: Kernel =
+    Kernel::new(Shader::Linear, "linear_backward_input_split_vec4");
+const BACKWARD_INPUT_REDUCE: Kernel =
+    Kernel::new(Shader::Linear, "linear_backward_input_reduce_vec4");
 const BACKWARD_WEIGHT: Kernel = Kernel::new(Shader::Linear, "linear_backward_weight");
 const BACKWARD_WEIGHT_VEC4: Kernel = Kernel::new(Shader::Linear, "linear_backward_weight_vec4");
 const BACKWARD_BIAS: Kernel = Kernel::new(Shader::Linear, "linear_backward_bias");
@@ -80,6 +94,8 @@ pub const KERNELS: &[Kernel] = &[
     FORWARD_VEC4,
     BACKWARD_INPUT,
     BACKWARD_INPUT_VEC4,
+    BACKWARD_INPUT_SPLIT,
+    BACKWARD_INPUT_REDUCE,
     BACKWARD_WEIGHT,
     BACKWARD_WEIGHT_VEC4,
     BACKWARD_BIAS,
@@ -96,7 +112,7 @@ struct LinearParams {
     accumulate: u32,
     ld: u32,
     off: u32,
-    _pad: u32,
+    splits: u32,
 }
 const _: () = assert!(std::mem::size_of::<LinearParams>() == 32);
 
@@ -162,7 +178,7 @@ fn params(
         accumulate: accumulate as u32,
         ld: to_u32(op, "y columns", block.total)?,
         off: to_u32(op, "row block offset", block.offset)?,
-        _pad: 0,
+        splits: 1,
     })
 }
 
@@ -318,7 +334,7 @@ pub fn linear_backward_input_rows(
     offset: usize,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    backward_input_rows(ctx, None, dx, dy, w, offset, accumulate, None)
+    backward_input_rows(ctx, None, dx, dy, w, offset, accumulate, None, None)
 }
 
 /// [`linear_backward_input_rows`] with the windows variant's packed weights kept in `cache`
@@ -332,7 +348,7 @@ pub fn linear_backward_input_rows_cached(
     accumulate: bool,
     cache: &LinearWeightCache,
 ) -> Result<Dispatch> {
-    backward_input_rows(ctx, None, dx, dy, w, offset, accumulate, Some(cache))
+    backward_input_rows(ctx, None, dx, dy, w, offset, accumulate, Some(cache), None)
 }
 
 /// [`linear_backward_input`] of a layer stored in row blocks (as [`linear_forward_rows`]
@@ -385,7 +401,8 @@ pub fn linear_backward_input_blocks_cached(
             .iter()
             .enumerate()
             .map(|(i, &(w, offset, c))| {
-                backward_input_rows(ctx, None, dx, dy, w, offset, accumulate || i > 0, Some(c))
+                let acc = accumulate || i > 0;
+                backward_input_rows(ctx, None, dx, dy, w, offset, acc, Some(c), None)
             })
             .collect::<Result<Vec<_>>>()?;
         let kernel = parts[0].kernel();
@@ -427,7 +444,40 @@ pub fn linear_backward_input_variant(
     w: &Tensor,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    backward_input_rows(ctx, Some(variant), dx, dy, w, 0, accumulate, None)
+    backward_input_rows(ctx, Some(variant), dx, dy, w, 0, accumulate, None, None)
+}
+
+/// On GPUs the storage backward-to-input pass cuts its M reduction into ranges until it
+/// launches about this many threads: a batch-1 VGG16 classifier layer otherwise gives K / 4 =
+/// 6272 threads, each looping over M = 4096 rows, too few to keep a large GPU's memory busy.
+const SPLIT_TARGET_THREADS: usize = 1 << 17;
+/// Rows of W each range keeps at least, and the most ranges.
+const SPLIT_MIN_ROWS: usize = 64;
+const SPLIT_MAX: usize = 64;
+
+/// Ranges for a backward-to-input pass of `threads` threads over `m` rows (1: no split).
+fn auto_splits(threads: usize, m: usize) -> usize {
+    SPLIT_TARGET_THREADS
+        .div_ceil(threads.max(1))
+        .min(m / SPLIT_MIN_ROWS)
+        .clamp(1, SPLIT_MAX)
+}
+
+/// [`linear_backward_input_rows`] with the storage kernels and the M reduction cut into
+/// `splits` ranges whose partial sums a second launch adds in order (when `K % 4 == 0`;
+/// otherwise one range). GPU adapters choose the ranges themselves (enough threads to fill the
+/// chip); this forces a count, for tests and measurements.
+pub fn linear_backward_input_split(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    offset: usize,
+    splits: usize,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let v = Some(LinearVariant::Storage);
+    backward_input_rows(ctx, v, dx, dy, w, offset, accumulate, None, Some(splits))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -440,6 +490,7 @@ fn backward_input_rows(
     offset: usize,
     accumulate: bool,
     cache: Option<&LinearWeightCache>,
+    splits: Option<usize>,
 ) -> Result<Dispatch> {
     const OP: &str = "linear_backward_input";
     let (m, k) = weight_dims(OP, "w", w)?;
@@ -474,8 +525,34 @@ fn backward_input_rows(
         };
         return windows::build(ctx, &ops, k, m, true, accumulate, cache);
     }
-    let params = params(OP, n, k, m, false, accumulate, block)?;
+    let mut params = params(OP, n, k, m, false, accumulate, block)?;
     let threads = k.div_ceil(4) * n.div_ceil(4);
+    let splits = match splits {
+        Some(s) => s.clamp(1, m.max(1)),
+        None if ctx.adapter().device_type != wgpu::DeviceType::Cpu => auto_splits(threads, m),
+        None => 1,
+    };
+    if k % 4 == 0 && splits > 1 {
+        params.splits = to_u32(OP, "splits", splits)?;
+        let part_len = splits
+            .checked_mul(n * k)
+            .ok_or_else(|| Error::shape(OP, "split partial sums overflow"))?;
+        to_u32(OP, "split partial sums", part_len)?;
+        let part = Tensor::empty(ctx, &[part_len], DType::F32)?;
+        let sums = ctx.dispatch(
+            BACKWARD_INPUT_SPLIT,
+            &params,
+            &[(10, w), (5, dy), (13, &part)],
+            ctx.grid_1d(threads * splits)?,
+        )?;
+        let reduce = ctx.dispatch(
+            BACKWARD_INPUT_REDUCE,
+            &params,
+            &[(11, dx), (13, &part)],
+            ctx.grid_1d(n * k / 4)?,
+        )?;
+        return Ok(Dispatch::chain(BACKWARD_INPUT_SPLIT, vec![sums, reduce]));
+    }
     let grid = ctx.grid_1d(threads)?;
     if k % 4 == 0 {
         ctx.dispatch(
@@ -541,4 +618,21 @@ pub fn linear_backward_weight(
         out.push(ctx.dispatch(BACKWARD_BIAS, &params, &[(5, dy), (8, db)], ctx.grid_1d(m)?)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auto_splits;
+
+    /// VGG16's classifier at batch 1 splits (K / 4 = 6272 and 1024 threads), batch 64 barely,
+    /// and a range never holds fewer than 64 rows.
+    #[test]
+    fn split_counts_fill_the_thread_target() {
+        assert_eq!(auto_splits(6272, 4096), 21);
+        assert_eq!(auto_splits(1024, 4096), 64);
+        assert_eq!(auto_splits(1024, 1000), 15);
+        assert_eq!(auto_splits(6272 * 16, 4096), 2);
+        assert_eq!(auto_splits(200_000, 4096), 1);
+        assert_eq!(auto_splits(10, 100), 1);
+    }
 }
