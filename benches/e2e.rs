@@ -22,7 +22,7 @@
 //! | `first-call` | the first vanilla saliency call after that load: pipeline compilation included |
 //! | `forward` | `Model::predict` (plan, upload, forward, logits read back) |
 //! | `forward-plan` | replay of a prebuilt forward plan, logits read back |
-//! | `saliency` | `Saliency::vanilla()` for class 243, map read back |
+//! | `saliency` | `Saliency::vanilla()` for class 243, map read back (as every call after the first of a shape, it reuses the gradient pass the model kept from the untimed first run) |
 //! | `saliency-plan` | replay of a prebuilt forward + backward pass for class 243 (`GradientPass`), input gradient read back: the floor of a saliency call that reused its plan |
 //! | `guided` | `Saliency::guided()`, same |
 //! | `gradcam` | `Cam::grad_cam()` at the model's default CAM layer, upsampled map read back |

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use cnnvis::model::weights::Weights;
 use cnnvis::ops::random::gaussian_cpu;
 use cnnvis::ops::relu::ReluRule;
+use cnnvis::vis::cam::Cam;
 use cnnvis::vis::saliency::{
     gauss_legendre, image_range, integration_points, modify_reduce, noise_accumulate, noise_batch,
     noise_finalize, occlude_batch, occlusion_finalize, path_accumulate, path_batch,
@@ -538,6 +539,70 @@ fn compute(
 ) -> SaliencyMaps {
     let xt = upload(&shape, x);
     s.compute(ctx(), model, &xt, targets).expect("compute")
+}
+
+/// A model keeps its last saliency / Grad-CAM pass for the next call of the same shapes: the
+/// next call, with another input and other targets, gives what a freshly built pass gives,
+/// and leaves every tensor an earlier call returned as it was (the results are copies).
+#[test]
+fn kept_passes_change_no_result() {
+    let (model, x, shape) = load("vgg11");
+    let x2: Vec<f32> = x.iter().map(|v| 0.5 * v + 0.1).collect();
+    let n = shape[0];
+    let first_targets: Vec<Target> = (0..n).map(|i| Target::Class(i % 10)).collect();
+    let other_targets: Vec<Target> = (0..n).map(|i| Target::Class(7 + i % 3)).collect();
+    let fresh = |x: &[f32], t: &[Target]| {
+        model.release_kept_pass();
+        let m = compute(&Saliency::vanilla(), &model, x, shape, t);
+        (download(&m.gradient), download(&m.saliency), m.targets)
+    };
+    let want_first = fresh(&x, &first_targets);
+    let want_other = fresh(&x2, &other_targets);
+    let want_top = fresh(&x2, &[Target::TopClass]);
+
+    model.release_kept_pass();
+    let first = compute(&Saliency::vanilla(), &model, &x, shape, &first_targets);
+    let other = compute(&Saliency::vanilla(), &model, &x2, shape, &other_targets);
+    let top = compute(
+        &Saliency::vanilla(),
+        &model,
+        &x2,
+        shape,
+        &[Target::TopClass],
+    );
+    for (name, got, want) in [
+        ("first", &first, &want_first),
+        ("other targets, kept pass", &other, &want_other),
+        ("top class, kept pass", &top, &want_top),
+    ] {
+        assert_eq!(download(&got.gradient), want.0, "{name}: gradient");
+        assert_eq!(download(&got.saliency), want.1, "{name}: saliency");
+        assert_eq!(got.targets, want.2, "{name}: targets");
+    }
+    assert_ne!(want_first.0, want_other.0, "the two calls differ");
+
+    // A conv whose map is 4 x 4 at the fixture's 32 x 32 input.
+    let layer = "features.13";
+    let grad_cam = |x: &[f32], t: &[Target]| {
+        let maps = Cam::grad_cam()
+            .layer(layer)
+            .compute(ctx(), &model, &upload(&shape, x), t)
+            .expect("grad-cam");
+        (maps.cam_upsampled, maps.targets)
+    };
+    model.release_kept_pass();
+    let want = grad_cam(&x2, &other_targets);
+    let want = (download(&want.0), want.1);
+    model.release_kept_pass();
+    let (up_first, _) = grad_cam(&x, &first_targets);
+    let up_first_values = download(&up_first);
+    let got = grad_cam(&x2, &other_targets);
+    assert_eq!((download(&got.0), got.1), want, "grad-cam with a kept pass");
+    assert_eq!(
+        download(&up_first),
+        up_first_values,
+        "an earlier map is left alone"
+    );
 }
 
 #[test]

@@ -262,6 +262,10 @@ pub struct Model {
     parameters: u64,
     layer_info: Vec<LayerInfo>,
     source: String,
+    /// The gradient pass of the last saliency / CAM call, kept for the next call with the same
+    /// shapes (`crate::vis::GradientPass::reuse_or_new`): building one costs about as much
+    /// as running it at batch 1 on a GPU. Type-erased so the model knows nothing of `vis`.
+    pub(crate) kept_pass: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 impl Model {
@@ -539,7 +543,15 @@ impl Model {
             parameters,
             layer_info,
             source: origin,
+            kept_pass: Default::default(),
         })
+    }
+
+    /// Frees the buffers of the gradient pass kept from the last saliency or CAM call (kept so
+    /// that the next call of the same shapes skips building it; see
+    /// [`crate::vis::GradientPass::reuse_or_new`]).
+    pub fn release_kept_pass(&self) {
+        *self.kept_pass.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Architecture name (a torchvision name for built-ins).

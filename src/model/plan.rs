@@ -295,6 +295,15 @@ impl Model {
 }
 
 impl ForwardPlan {
+    /// The input and every activation tensor the plan allocated (for memory accounting).
+    pub(crate) fn tensors(&self) -> Vec<&Tensor> {
+        let argmax = self.argmax.iter().flatten();
+        std::iter::once(&self.input)
+            .chain(&self.acts)
+            .chain(argmax)
+            .collect()
+    }
+
     /// The input buffer `[N, C, H, W]`; write a preprocessed batch into it before running.
     pub fn input(&self) -> &Tensor {
         &self.input
@@ -336,6 +345,15 @@ pub struct BackwardPlan {
 }
 
 impl BackwardPlan {
+    /// Every gradient tensor the plan allocated (for memory accounting).
+    pub(crate) fn tensors(&self) -> Vec<&Tensor> {
+        let grads = self.grads.iter().flatten();
+        std::iter::once(&self.seed)
+            .chain(grads)
+            .chain(self.input_grad.as_ref())
+            .collect()
+    }
+
     /// The gradient at the starting layer's output; the caller fills it (a one-hot row for a
     /// class score, say) before running.
     pub fn seed(&self) -> &Tensor {

@@ -364,7 +364,9 @@ impl Cam {
         let shape = [s[0], s[1], s[2], s[3]];
         let objective = Objective::new(model, targets, shape[0])?;
         let engine = Engine::new(ctx, model, self, &layer, shape, objective)?;
-        engine.run(ctx, model, self, input)
+        let maps = engine.run(ctx, model, self, input);
+        engine.finish(model);
+        maps
     }
 
     /// The Score-CAM batch size [`Cam::compute`] would use for inputs of `shape` on `model`.
@@ -874,7 +876,9 @@ impl Engine {
             return Err(not_spatial(model, layer, &l.output_shape));
         }
         let (grad, fwd) = if method.uses_gradients() {
-            let pass = GradientPass::new(
+            // The model's kept pass when its last call had these shapes (handed back by
+            // `finish`); every map returned is computed into tensors of this call.
+            let pass = GradientPass::reuse_or_new(
                 ctx,
                 model,
                 shape,
@@ -915,6 +919,13 @@ impl Engine {
             fwd,
             masked,
         })
+    }
+
+    /// Hands the gradient pass back to the model for its next call.
+    fn finish(self, model: &Model) {
+        if let Some(pass) = self.grad {
+            pass.keep(model, Some(&self.layer), ReluRule::Standard);
+        }
     }
 
     fn forward(&self) -> &ForwardPlan {

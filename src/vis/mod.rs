@@ -12,7 +12,7 @@ pub mod target;
 pub use target::{Objective, RegressionGoal, Target};
 
 use crate::error::Result;
-use crate::gpu::{GpuContext, Kernel};
+use crate::gpu::{GpuContext, Kernel, Tensor};
 use crate::model::{BackwardPlan, ForwardPlan, Model};
 use crate::ops::relu::ReluRule;
 
@@ -38,7 +38,96 @@ pub struct GradientPass {
     row_shape: Vec<usize>,
 }
 
+/// What must match for a kept pass to serve a new call; the targets need not (the seed is
+/// rewritten).
+#[derive(Debug, Clone, PartialEq)]
+struct PassKey {
+    shape: [usize; 4],
+    layer: String,
+    to: Option<String>,
+    rule: ReluRule,
+}
+
+/// A pass kept by a model between calls, with what it was built for.
+struct KeptPass {
+    key: PassKey,
+    pass: GradientPass,
+}
+
+/// Passes whose activations and gradients take more than this are not kept: the memory would
+/// outlive the call, and at large batches building the pass is a small part of a call.
+const KEEP_MAX_BYTES: usize = 256 << 20;
+
 impl GradientPass {
+    /// The pass [`GradientPass::new`] would build, taken from `model` when its last call kept
+    /// one of the same shape, layers and rule (retargeted to `objective`), else built. While
+    /// a caller holds it, no other call can take it (a concurrent call builds its own). Hand it
+    /// back with [`GradientPass::keep`]; anything returned to users must be copied out of its
+    /// buffers first, since the next call overwrites them.
+    pub fn reuse_or_new(
+        ctx: &GpuContext,
+        model: &Model,
+        shape: [usize; 4],
+        objective: Objective,
+        to: Option<&str>,
+        rule: ReluRule,
+    ) -> Result<GradientPass> {
+        let key = PassKey {
+            shape,
+            layer: objective.layer.clone(),
+            to: to.map(str::to_string),
+            rule,
+        };
+        let kept = model
+            .kept_pass
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .and_then(|b| b.downcast::<KeptPass>().ok())
+            .filter(|k| k.key == key);
+        match kept {
+            Some(k) => {
+                let mut pass = k.pass;
+                pass.retarget(ctx, objective)?;
+                Ok(pass)
+            }
+            None => GradientPass::new(ctx, model, shape, objective, to, rule),
+        }
+    }
+
+    /// Gives the pass to `model` for its next call of the same shapes (see
+    /// [`GradientPass::reuse_or_new`]), unless its tensors are too large to keep.
+    pub fn keep(self, model: &Model, to: Option<&str>, rule: ReluRule) {
+        if self.bytes() > KEEP_MAX_BYTES {
+            return;
+        }
+        let key = PassKey {
+            shape: self.forward.input().shape().try_into().unwrap_or([0; 4]),
+            layer: self.objective.layer.clone(),
+            to: to.map(str::to_string),
+            rule,
+        };
+        let kept: Box<dyn std::any::Any + Send> = Box::new(KeptPass { key, pass: self });
+        *model.kept_pass.lock().unwrap_or_else(|p| p.into_inner()) = Some(kept);
+    }
+
+    /// Bytes of the activations and gradients the pass holds.
+    fn bytes(&self) -> usize {
+        let sum = |ts: Vec<&Tensor>| ts.iter().map(|t| t.numel() * 4).sum::<usize>();
+        sum(self.forward.tensors()) + sum(self.backward.tensors())
+    }
+
+    /// Points the pass at new targets of the same layer: rewrites the seed where it does not
+    /// depend on the output.
+    fn retarget(&mut self, ctx: &GpuContext, objective: Objective) -> Result<()> {
+        self.objective = objective;
+        if !self.objective.needs_output() {
+            let seed = self.objective.seed(self.n, &self.row_shape, None)?;
+            self.backward.seed().write(ctx, &seed)?;
+        }
+        Ok(())
+    }
+
     /// Plans the pass for inputs of `shape` `[N, C, H, W]`, from `objective`'s layer down to
     /// layer `to` (`None`: the input), with `rule` at every ReLU.
     pub fn new(

@@ -462,20 +462,22 @@ impl Saliency {
         let objective = Objective::new(model, targets, n)?;
         let rule = self.rule_relu();
 
-        // The unperturbed pass: gradient, logits and resolved targets.
-        let clean = GradientPass::new(ctx, model, shape, objective.clone(), None, rule)?;
+        // The unperturbed pass: gradient, logits and resolved targets. The pass is the model's
+        // kept one when the last call had these shapes, so the gradient is copied out of it.
+        let clean = GradientPass::reuse_or_new(ctx, model, shape, objective.clone(), None, rule)?;
         let copy = scale(ctx, clean.forward.input(), input, 1.0)?;
         ctx.run(&[&copy])?;
         clean.run(ctx)?;
-        let gradient = clean
+        let pass_grad = clean
             .backward
             .input_grad()
-            .ok_or_else(|| Error::shape(OP, "the backward pass did not reach the input"))?
-            .clone();
+            .ok_or_else(|| Error::shape(OP, "the backward pass did not reach the input"))?;
+        let gradient = Tensor::empty(ctx, pass_grad.shape(), DType::F32)?;
+        ctx.run(&[&scale(ctx, &gradient, pass_grad, 1.0)?])?;
         let class_idx = clean.target_indices(ctx)?;
         let logits = clean.forward.output().download(ctx)?;
         let row_shape = clean.forward.activation(&objective.layer)?.shape()[1..].to_vec();
-        drop(clean);
+        clean.keep(model, None, rule);
 
         // Per-image targets with the top class resolved, and their modifier codes.
         let resolved: Vec<Target> = (0..n)
