@@ -263,8 +263,8 @@ pub struct Model {
     layer_info: Vec<LayerInfo>,
     source: String,
     /// The gradient pass of the last saliency / CAM call, kept for the next call with the same
-    /// shapes (`crate::vis::GradientPass::reuse_or_new`): building one costs about as much
-    /// as running it at batch 1 on a GPU. Type-erased so the model knows nothing of `vis`.
+    /// shapes (`crate::vis::GradientPass::reuse_or_new`): at batch 1 on a GPU, building one
+    /// costs about a third of running it. Type-erased so the model knows nothing of `vis`.
     pub(crate) kept_pass: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
