@@ -202,6 +202,13 @@ fn store_dx(i: u32, g: f32) {
     }
 }
 
+// Where batch rows n0 .. n0 + 3 of this weight's dy columns start (rows past N clamped to the
+// last, their results dropped at the store).
+fn dy_rows(n0: u32) -> vec4<u32> {
+    let n = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    return n * p.ld + vec4<u32>(p.off);
+}
+
 // Writes row n0 + r of a dx block (4 consecutive k from k0), dropping columns past K.
 fn store_dx_row(r: u32, n0: u32, k0: u32, v: vec4<f32>) {
     let n = n0 + r;
@@ -224,10 +231,11 @@ fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let c1 = min(k0 + 1u, p.k - 1u);
     let c2 = min(k0 + 2u, p.k - 1u);
     let c3 = min(k0 + 3u, p.k - 1u);
-    let r0 = n0 * p.ld + p.off;
-    let r1 = min(n0 + 1u, p.n - 1u) * p.ld + p.off;
-    let r2 = min(n0 + 2u, p.n - 1u) * p.ld + p.off;
-    let r3 = min(n0 + 3u, p.n - 1u) * p.ld + p.off;
+    let rows = dy_rows(n0);
+    let r0 = rows.x;
+    let r1 = rows.y;
+    let r2 = rows.z;
+    let r3 = rows.w;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -274,10 +282,11 @@ fn linear_backward_input_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
     if (k0 >= p.k) { return; }
     let k4 = p.k / 4u;
     let q = k0 / 4u;
-    let r0 = n0 * p.ld + p.off;
-    let r1 = min(n0 + 1u, p.n - 1u) * p.ld + p.off;
-    let r2 = min(n0 + 2u, p.n - 1u) * p.ld + p.off;
-    let r3 = min(n0 + 3u, p.n - 1u) * p.ld + p.off;
+    let rows = dy_rows(n0);
+    let r0 = rows.x;
+    let r1 = rows.y;
+    let r2 = rows.z;
+    let r3 = rows.w;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -317,10 +326,11 @@ fn linear_backward_input_split_vec4(@builtin(global_invocation_id) gid: vec3<u32
     let chunk = (p.m + p.splits - 1u) / p.splits;
     let m_begin = s * chunk;
     let m_end = min(p.m, m_begin + chunk);
-    let r0 = n0 * p.ld + p.off;
-    let r1 = min(n0 + 1u, p.n - 1u) * p.ld + p.off;
-    let r2 = min(n0 + 2u, p.n - 1u) * p.ld + p.off;
-    let r3 = min(n0 + 3u, p.n - 1u) * p.ld + p.off;
+    let rows = dy_rows(n0);
+    let r0 = rows.x;
+    let r1 = rows.y;
+    let r2 = rows.z;
+    let r3 = rows.w;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
