@@ -12,9 +12,9 @@
 //! model, pass, variant, chosen, count, gflop, median_s, gflops, peak_fraction}]}`.
 //!
 //! The `variant` column names the forward / backward-to-input kernel that ran (`direct`,
-//! `tiled`, `rows`, `windows`; see `select_conv2d_variant`). The automatic rows keep packed
-//! weights in a `Conv2dWeightCache`, as a loaded model does; forced `windows` rows
-//! (`--all-variants`) pack the weights in every run. `--all-variants` also times every other
+//! `tiled`, `rows`, `windows`, `gemm`, `gemm-wide`, `winograd`; see `select_conv2d_variant`).
+//! Every row keeps what its kernel prepares from the weights (packed or transformed weights) in
+//! a `Conv2dWeightCache`, as a loaded model does. `--all-variants` also times every other
 //! variant that applies to the shape (rows marked `*` are the automatic choice; totals use
 //! those only). `CNNVIS_CONV_VARIANT=rows|tiled|direct` forces a variant for the automatic
 //! rows, `CNNVIS_CONV_MIN_THREADS=N` changes the GPU thread target. On GPUs the automatic
@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 
 use cnnvis::gpu::{DType, Dispatch};
 use cnnvis::ops::conv2d::{
-    conv2d_autotune_choices, conv2d_backward_input_cached, conv2d_backward_input_variant,
-    conv2d_backward_weight, conv2d_flops, conv2d_forward_cached, conv2d_forward_variant,
-    conv2d_output_shape, conv2d_variant_threads, conv2d_windows_supported, Conv2dConfig,
-    Conv2dPass, Conv2dVariant, Conv2dWeightCache,
+    conv2d_autotune_choices, conv2d_backward_input_cached, conv2d_backward_weight, conv2d_flops,
+    conv2d_forward_cached, conv2d_output_shape, conv2d_variant_threads, conv2d_windows_supported,
+    with_conv2d_variant, Conv2dConfig, Conv2dPass, Conv2dVariant, Conv2dWeightCache,
 };
 use cnnvis::ops::fma_peak::fma_peak;
 use cnnvis::{GpuContext, Tensor};
@@ -354,14 +353,19 @@ fn bench_conv(
                 if !applies || Conv2dVariant::of_kernel(auto) == Some(v) {
                     continue;
                 }
-                let d = match pass {
+                // Forced, with its own weight cache: prepared weights made outside the timing.
+                let cache = Conv2dWeightCache::new();
+                let d = with_conv2d_variant(v, || match pass {
                     Conv2dPass::Forward => {
-                        conv2d_forward_variant(ctx, v, &y, &x, &w, Some(&b), &cfg)?
+                        conv2d_forward_cached(ctx, &y, &x, &w, Some(&b), &cfg, &cache)
                     }
                     Conv2dPass::BackwardInput => {
-                        conv2d_backward_input_variant(ctx, v, &dx, &dy, &w, &cfg, false)?
+                        conv2d_backward_input_cached(ctx, &dx, &dy, &w, &cfg, false, &cache)
                     }
-                };
+                })?;
+                if Conv2dVariant::of_kernel(d.kernel()) != Some(v) {
+                    continue;
+                }
                 time(label, &d, false)?;
             }
         }

@@ -1,5 +1,6 @@
 //! Where a forward + backward pass spends its time: plan-building times, the whole pass as one
-//! submission, and every launch of it timed alone, summed per kernel entry point.
+//! submission, reading the input gradient back, and every launch of it timed alone, summed per
+//! kernel entry point.
 //!
 //! ```text
 //! cargo bench --bench profile -- MODEL.safetensors [--layer NAME] [--batch N] [--top K]
@@ -80,6 +81,16 @@ fn run(path: &str, layer: Option<&str>, batch: usize, top: usize) -> cnnvis::Res
     }
 
     let (fwd, bwd, _, _) = build()?;
+    // What reading a result back costs (copy to the staging buffer, map, copy out): the e2e
+    // cases end with one.
+    if let Some(grad) = bwd.input_grad() {
+        let mb = grad.byte_size() as f64 / 1e6;
+        let t = median3(|| grad.download(&ctx).map(|_| ()))?;
+        println!(
+            "readback of the input gradient ({mb:.1} MB): {t:.3} ms ({:.2} GB/s)",
+            mb / t
+        );
+    }
     let mut per_kernel: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut launches: Vec<(f64, String)> = Vec::new();
     let mut total = 0.0;

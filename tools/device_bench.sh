@@ -31,8 +31,8 @@
 # Run: bash tools/device_bench.sh   (OUT defaults to ./device_out)
 # DEVICE_BENCH_STAGES="adapter kernels fp32" runs only those stages (of adapter, kernels,
 # kernels64, fp32, profile, heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the
-# PyTorch comparison and the profile, and DEVICE_BENCH_BUDGET=S stops starting stages after S
-# seconds.
+# PyTorch comparison and the profile, DEVICE_BENCH_KERNELS=vgg16 only that model's layers in
+# the kernels stage, and DEVICE_BENCH_BUDGET=S stops starting stages after S seconds.
 
 set -u
 OUT=${OUT:-$PWD/device_out}
@@ -42,6 +42,7 @@ START=$(date +%s)
 BUDGET=${DEVICE_BENCH_BUDGET:-480}
 STAGES=${DEVICE_BENCH_STAGES:-adapter kernels kernels64 fp32 profile heavy tf32}
 MODELS=${DEVICE_BENCH_MODELS:-vgg16,resnet50}
+KERNEL_FILTER=${DEVICE_BENCH_KERNELS:-}
 
 elapsed() { echo $(($(date +%s) - START)); }
 
@@ -100,8 +101,8 @@ echo "setup done at $(elapsed) s"
 # The adapter and its FMA peak (the filter matches no layer).
 stage adapter 40 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels adapter-check-only
 stage kernels 120 env CNNVIS_BENCH_SAMPLES=3 .benchbin/kernels --all-variants \
-    --json "$OUT/kernels.json"
-stage kernels64 60 env CNNVIS_BENCH_SAMPLES=3 CNNVIS_BENCH_BATCH=64 .benchbin/kernels vgg16 \
+    --json "$OUT/kernels.json" $KERNEL_FILTER
+stage kernels64 80 env CNNVIS_BENCH_SAMPLES=3 CNNVIS_BENCH_BATCH=64 .benchbin/kernels vgg16 \
     --json "$OUT/kernels64.json"
 stage fp32 150 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
     --models $MODELS --cases light,forward-plan,saliency-plan --batch 1,64 --samples 5 \

@@ -65,6 +65,8 @@ pub struct GpuContext {
     staging: Mutex<Option<wgpu::Buffer>>,
     /// Bound where a kernel's optional input (a bias) is absent; made once, on first use.
     placeholder: Mutex<Option<crate::gpu::tensor::Tensor>>,
+    /// Scratch tensors shared by every launch that names them (see [`GpuContext::workspace`]).
+    workspaces: Mutex<std::collections::HashMap<&'static str, crate::gpu::tensor::Tensor>>,
     /// Errors that escaped every error scope (only for devices we created).
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// The on-disk pipeline cache, when the device has `PIPELINE_CACHE` and it is enabled.
@@ -154,6 +156,7 @@ impl GpuContext {
             pool: Arc::new(BufferPool::default()),
             staging: Mutex::new(None),
             placeholder: Mutex::new(None),
+            workspaces: Mutex::new(std::collections::HashMap::new()),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             pipeline_cache: None,
         }
@@ -230,6 +233,32 @@ impl GpuContext {
         Ok(t)
     }
 
+    /// A scratch tensor of `shape` named `name`, shared by every launch that asks for that name:
+    /// the first `numel` elements of one buffer, replaced by a larger one when a request
+    /// outgrows it (launches built earlier keep the old one alive). Sharing is safe because the
+    /// queue runs launches in order and each user writes its scratch before reading it within
+    /// one chain of launches; it keeps, for instance, a model's Winograd transforms from
+    /// holding one buffer per layer.
+    pub(crate) fn workspace(
+        &self,
+        name: &'static str,
+        shape: &[usize],
+    ) -> Result<crate::gpu::tensor::Tensor> {
+        use crate::gpu::tensor::{DType, Tensor};
+        let numel: usize = shape.iter().product();
+        let mut slots = self.workspaces.lock().unwrap_or_else(|p| p.into_inner());
+        let held = slots.get(name).filter(|t| t.numel() >= numel).cloned();
+        let whole = match held {
+            Some(t) => t,
+            None => {
+                let t = Tensor::empty(self, &[numel.max(1)], DType::F32)?;
+                slots.insert(name, t.clone());
+                t
+            }
+        };
+        whole.prefix(shape)
+    }
+
     /// The device limits in force.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
@@ -302,8 +331,14 @@ impl GpuContext {
     }
 
     /// Copies `bytes` bytes of `buffer` (from offset 0) to the CPU through the persistent
-    /// staging buffer, which grows to the largest readback seen.
-    pub(crate) fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    /// staging buffer, which grows to the largest readback seen, as values of type `T`.
+    /// One copy out of the mapped range: reads from mapped memory can be slow (uncached on
+    /// some drivers), and a second pass over a batch's gradients cost milliseconds.
+    pub(crate) fn read_buffer<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<T>> {
         let mut staging_slot = match self.staging.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -347,7 +382,12 @@ impl GpuContext {
             let view = slice
                 .get_mapped_range()
                 .map_err(|e| GpuError::Map(e.to_string()))?;
-            view[..bytes as usize].to_vec()
+            let raw = &view[..bytes as usize];
+            // Mapped ranges are aligned (wgpu::MAP_ALIGNMENT); the fallback copies bytewise.
+            match bytemuck::try_cast_slice::<u8, T>(raw) {
+                Ok(values) => values.to_vec(),
+                Err(_) => bytemuck::pod_collect_to_vec(raw),
+            }
         };
         staging.unmap();
         Ok(out)

@@ -24,6 +24,8 @@ pub enum Shader {
     Conv1x1Windows,
     /// `conv2d_gemm.wgsl`: convolution as an implicit GEMM with shared-memory tiles (GPUs).
     Conv2dGemm,
+    /// `winograd.wgsl`: the transforms of Winograd F(2x2, 3x3) convolution (GPUs).
+    Winograd,
     /// `im2col.wgsl`: a convolution's column matrix and its adjoint (k x k convs as 1x1
     /// products through the uniform windows).
     Im2col,
@@ -60,11 +62,12 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 19] = [
+    pub const ALL: [Shader; 20] = [
         Shader::Conv2d,
         Shader::Conv2dWindows,
         Shader::Conv1x1Windows,
         Shader::Conv2dGemm,
+        Shader::Winograd,
         Shader::Im2col,
         Shader::Relu,
         Shader::Pool,
@@ -104,6 +107,7 @@ impl Shader {
             Shader::Render => "render.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::Spectral => "spectral.wgsl",
+            Shader::Winograd => "winograd.wgsl",
         }
     }
 
@@ -128,6 +132,7 @@ impl Shader {
             Shader::Render => include_str!("../../shaders/render.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Spectral => include_str!("../../shaders/spectral.wgsl"),
+            Shader::Winograd => include_str!("../../shaders/winograd.wgsl"),
         }
     }
 

@@ -219,8 +219,7 @@ impl Tensor {
                 "download_u32 reads u32 tensors",
             ));
         }
-        let bytes = ctx.read_buffer(self.buffer(), self.byte_size())?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        ctx.read_buffer(self.buffer(), self.byte_size())
     }
 
     /// Reads a u32 tensor back to the CPU.
@@ -231,8 +230,7 @@ impl Tensor {
                 "download reads f32 tensors",
             ));
         }
-        let bytes = ctx.read_buffer(self.buffer(), self.byte_size())?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        ctx.read_buffer(self.buffer(), self.byte_size())
     }
 
     /// The same buffer seen with another shape of equal element count.
@@ -242,6 +240,23 @@ impl Tensor {
             return Err(Error::shape(
                 "reshape",
                 format!("cannot view {:?} as {shape:?}", self.shape),
+            ));
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
+    /// The first elements of the same buffer seen with `shape` (at most as many elements); a
+    /// launch binds only those.
+    pub(crate) fn prefix(&self, shape: &[usize]) -> Result<Tensor> {
+        let n = checked_numel(shape)?;
+        if n > self.numel() {
+            return Err(Error::shape(
+                "prefix",
+                format!("cannot view {:?} as the larger {shape:?}", self.shape),
             ));
         }
         Ok(Tensor {

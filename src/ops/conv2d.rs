@@ -1,7 +1,7 @@
 //! 2-D convolution with `torch.nn.Conv2d` semantics (stride, zero padding, dilation, groups,
 //! optional bias): forward, backward to the input, backward to the weight and bias.
 //!
-//! Each pass picks one of six kernels (see `shaders/conv2d.wgsl`):
+//! Each pass picks one of eight kernels (see `shaders/conv2d.wgsl`):
 //! - the windows kernels (`shaders/conv2d_windows.wgsl`, [`crate::ops::conv2d_windows`]) for
 //!   one group and unit dilation on adapters with fixed 8-lane subgroups (lavapipe): both
 //!   operands packed into 64 KiB uniform-buffer windows, whose loads lavapipe vectorizes; 3x3
@@ -14,31 +14,40 @@
 //! - an implicit GEMM with shared-memory tiles and split-K ([`crate::ops::conv2d_gemm`]), in
 //!   two sizes (64 x 64 tiles of 4 x 4 per thread, 128 x 128 of 8 x 8), for GPUs, where
 //!   autotuning times them;
+//! - Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convs
+//!   ([`crate::ops::conv2d_winograd`], `shaders/winograd.wgsl`): input and output transforms
+//!   around a 16- or 36-group gemm product, 2.25x and 4x fewer FMAs, for GPUs;
 //! - a generic register-tiled kernel (8 channels x 8 positions per thread);
 //! - a direct kernel, one thread per output element.
 //!
 //! Forward and backward to the input choose per adapter ([`select_conv2d_variant`]): on CPU
 //! adapters (lavapipe) windows where the context runs it and the shape fits, else rows where
-//! they apply, else tiled with two or more channels per group, else direct; on GPUs a gemm
-//! kernel wherever the pass writes 16 or more channels per group (the wide tiles for large
-//! products), else the variant with the most outputs per thread that still launches enough
-//! threads to fill the chip. [`conv2d_forward_cached`] and [`conv2d_backward_input_cached`] keep the windows
-//! kernels' packed weights in a [`Conv2dWeightCache`] (a model does, per layer).
-//! `CNNVIS_CONV_VARIANT=windows|gemm|gemm-wide|rows|tiled|direct` forces a variant wherever it applies and
+//! they apply, else tiled with two or more channels per group, else direct; on GPUs Winograd
+//! for 3x3 stride-1 passes of 64 or more channels (F4, or F2 where F4 would have too few
+//! tiles), else a gemm kernel wherever the pass writes 16 or more channels per group (the wide
+//! tiles for large products), else the variant with the most outputs per thread that still
+//! launches enough threads to fill the chip (Winograd F4 instead of the direct kernel).
+//! [`conv2d_forward_cached`] and [`conv2d_backward_input_cached`] keep what a kernel prepares
+//! from the weights (the windows kernels' packed weights, the Winograd transforms) in a
+//! [`Conv2dWeightCache`] (a model does, per layer).
+//! `CNNVIS_CONV_VARIANT=windows|gemm|gemm-wide|winograd|winograd-f4|rows|tiled|direct` forces a
+//! variant wherever it applies ([`with_conv2d_variant`] on one thread) and
 //! `CNNVIS_CONV_MIN_THREADS=N` sets the GPU thread target (both read once per process);
 //! [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force one per call.
 //! Backward-weight picks from the shapes alone.
 //!
 //! Autotuning: on GPU adapters, the first time a forward or backward-to-input dispatch is built
 //! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct,
-//! both gemm sizes and tiled; never rows, whose accumulators spill a GPU thread's registers) is timed on scratch
+//! both Winograd and both gemm sizes, and tiled; never rows, whose accumulators spill a GPU
+//! thread's registers) is timed on scratch
 //! tensors of the same shapes (one warm-up, then a few timed submissions) and the fastest is
 //! cached for the rest of the process, keyed by adapter, pass, shapes and config
 //! ([`conv2d_autotune_choices`] lists the cache). `CNNVIS_CONV_AUTOTUNE=0` turns it off (the rule
 //! of [`select_conv2d_variant`] then decides), `=1` turns it on for CPU adapters too (off there
 //! by default: lavapipe keeps its rule); read once per process, overridden per thread by
 //! [`with_conv2d_autotune`]. `CNNVIS_CONV_VARIANT` and the `*_variant` functions win over it.
-//! Any error while tuning falls back to the rule (and is cached, so it is not retried).
+//! Any error while tuning falls back to the rule (and is cached, so it is not retried). A
+//! Winograd pass tunes its product (a grouped 1x1 conv) between the two gemm tiles the same way.
 //!
 //! Backward-weight cuts its N*Ho*Wo reduction into chunks when dW alone would give too few
 //! threads, and sums the chunks' partial results in a second pass (deterministic order).
@@ -49,10 +58,11 @@ use crate::ops::conv1x1_windows::{self as windows1, Px1Plan};
 use crate::ops::conv2d_cols::ColsPlan;
 use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape, GemmTile};
 use crate::ops::conv2d_windows::{self as windows, WindowPlan};
+use crate::ops::conv2d_winograd::{self as winograd, WinogradPlan, WinogradTile};
 /// The windows kernels' packed weights of one conv layer (see [`WeightPacks`]).
 pub use crate::ops::windows::WeightPacks as Conv2dWeightCache;
 pub use crate::ops::windows::WeightPacks;
-use crate::ops::{expect_dtype, expect_shape, to_i32};
+use crate::ops::{expect_dtype, expect_shape, to_i32, with_thread_value};
 
 const FORWARD: Kernel = Kernel::new(Shader::Conv2d, "conv2d_forward");
 const FORWARD_TILED: Kernel = Kernel::new(Shader::Conv2d, "conv2d_forward_tiled");
@@ -374,6 +384,40 @@ impl Geometry {
     fn gemm_plan(&self, pass: Conv2dPass, tile: GemmTile) -> Option<GemmPlan> {
         GemmPlan::new(&self.gemm_shape(), tile, pass == Conv2dPass::BackwardInput)
     }
+    /// The Winograd variant's plan for `pass`: 3x3, unit stride and dilation, one group,
+    /// padding at most 2, transforms of one image fitting a workspace.
+    fn winograd_plan(&self, pass: Conv2dPass, tile: WinogradTile) -> Option<WinogradPlan> {
+        let c = &self.cfg;
+        if [self.kh, self.kw] != [3, 3]
+            || c.stride != [1, 1]
+            || c.dilation != [1, 1]
+            || c.groups != 1
+        {
+            return None;
+        }
+        let (plan, want) = match pass {
+            Conv2dPass::Forward => (
+                WinogradPlan::new(
+                    tile,
+                    [self.n, self.cin, self.h, self.w],
+                    self.cout,
+                    c.padding,
+                )?,
+                self.y_shape(),
+            ),
+            Conv2dPass::BackwardInput => {
+                let pad = [
+                    2usize.checked_sub(c.padding[0])?,
+                    2usize.checked_sub(c.padding[1])?,
+                ];
+                let src = [self.n, self.cout, self.ho, self.wo];
+                let plan = WinogradPlan::new(tile, src, self.cin, pad)?;
+                (plan, [self.n, self.cin, self.h, self.w])
+            }
+        };
+        (plan.out_shape() == want).then_some(plan)
+    }
+
     /// Length of a weight row: Cin/groups * Kh * Kw.
     fn k(&self) -> usize {
         self.cin_g() * self.kh * self.kw
@@ -518,6 +562,14 @@ const GEMM_WIDE_MIN_ROWS: usize = 128;
 const GEMM_WIDE_MIN_COLS: usize = 128;
 const GEMM_WIDE_MIN_K: usize = 1024;
 const GEMM_WIDE_MIN_WORKGROUPS: usize = 128;
+/// On GPUs the Winograd variants take 3x3 stride-1 passes that write and sum at least this
+/// many channels: F(4x4, 3x3) where it makes at least `WINOGRAD_MIN_TILES` output tiles, else
+/// F(2x2, 3x3) where that does, else the gemm rule. From the H100 autotuning log
+/// (benches/results/h100-2026-11-27d/log.txt): F4 was fastest on every VGG16 layer from 64
+/// channels at batch 64 and at batch 1 down to 28² (49 tiles; 1.3-2.2x the best gemm tile),
+/// F2 at 14² (16 F4 tiles, 49 F2 tiles), gemm for the 3-channel first layer's forward pass.
+const WINOGRAD_MIN_CHANNELS: usize = 64;
+const WINOGRAD_MIN_TILES: usize = 32;
 /// Outputs per thread a GPU adapter accepts: a thread's accumulators must fit its registers
 /// (NVIDIA allows 255 32-bit registers per thread), which the tiled kernel's 64 do and the row
 /// kernels' 576 (384 backward) do not: those spill, so they are for CPU adapters only.
@@ -547,12 +599,22 @@ pub enum Conv2dVariant {
     /// The same kernel with 128 x 128 tiles and 8 x 8 outputs per thread (more FMAs per shared
     /// load, a quarter of the workgroups).
     GemmWide,
+    /// Winograd F(2x2, 3x3) (`conv2d_winograd`): input and output transforms around a
+    /// 16-group gemm product, 2.25x fewer FMAs; 3x3, unit stride and dilation, one group,
+    /// padding at most 2. For GPUs, like the gemm variants.
+    Winograd,
+    /// Winograd F(4x4, 3x3): 36 transformed taps, 4x fewer FMAs than direct, about 30x the
+    /// rounding error of F(2x2, 3x3) (1e-5 of the output's scale at 512 channels, as cuDNN's
+    /// fp32 Winograd); same conditions.
+    WinogradF4,
 }
 
 impl Conv2dVariant {
     /// Every variant, fewest outputs per thread first.
-    pub const ALL: [Conv2dVariant; 6] = [
+    pub const ALL: [Conv2dVariant; 8] = [
         Conv2dVariant::Direct,
+        Conv2dVariant::Winograd,
+        Conv2dVariant::WinogradF4,
         Conv2dVariant::Windows,
         Conv2dVariant::Gemm,
         Conv2dVariant::GemmWide,
@@ -560,7 +622,8 @@ impl Conv2dVariant {
         Conv2dVariant::Rows,
     ];
 
-    /// Parses `direct` (or `naive`), `tiled`, `rows`, `windows`, `gemm` or `gemm-wide`, as
+    /// Parses `direct` (or `naive`), `tiled`, `rows`, `windows`, `gemm`, `gemm-wide`,
+    /// `winograd` or `winograd-f4`, as
     /// `CNNVIS_CONV_VARIANT` takes them.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -570,11 +633,14 @@ impl Conv2dVariant {
             "windows" => Some(Conv2dVariant::Windows),
             "gemm" => Some(Conv2dVariant::Gemm),
             "gemm-wide" => Some(Conv2dVariant::GemmWide),
+            "winograd" => Some(Conv2dVariant::Winograd),
+            "winograd-f4" => Some(Conv2dVariant::WinogradF4),
             _ => None,
         }
     }
 
-    /// Lower-case name (`direct`, `tiled`, `rows`, `windows`, `gemm`, `gemm-wide`).
+    /// Lower-case name (`direct`, `tiled`, `rows`, `windows`, `gemm`, `gemm-wide`, `winograd`,
+    /// `winograd-f4`).
     pub fn name(self) -> &'static str {
         match self {
             Conv2dVariant::Direct => "direct",
@@ -583,6 +649,8 @@ impl Conv2dVariant {
             Conv2dVariant::Windows => "windows",
             Conv2dVariant::Gemm => "gemm",
             Conv2dVariant::GemmWide => "gemm-wide",
+            Conv2dVariant::Winograd => "winograd",
+            Conv2dVariant::WinogradF4 => "winograd-f4",
         }
     }
 
@@ -595,6 +663,10 @@ impl Conv2dVariant {
             _ if windows::is_conv_kernel(kernel) || windows1::is_conv_kernel(kernel) => {
                 Some(Conv2dVariant::Windows)
             }
+            _ if winograd::conv_kernel_tile(kernel) == Some(WinogradTile::F4) => {
+                Some(Conv2dVariant::WinogradF4)
+            }
+            _ if winograd::conv_kernel_tile(kernel).is_some() => Some(Conv2dVariant::Winograd),
             _ => match gemm::conv_kernel_tile(kernel)? {
                 GemmTile::WIDE => Some(Conv2dVariant::GemmWide),
                 _ => Some(Conv2dVariant::Gemm),
@@ -605,6 +677,21 @@ impl Conv2dVariant {
     /// Whether this is one of the implicit-GEMM variants.
     pub fn is_gemm(self) -> bool {
         matches!(self, Conv2dVariant::Gemm | Conv2dVariant::GemmWide)
+    }
+
+    /// Whether this variant runs on shared-memory gemm tiles (the gemm variants and Winograd's
+    /// product): for GPUs; on CPU adapters only when asked for.
+    fn uses_gemm_tiles(self) -> bool {
+        self.is_gemm() || self.winograd_tile().is_some()
+    }
+
+    /// The algorithm of a Winograd variant.
+    fn winograd_tile(self) -> Option<WinogradTile> {
+        match self {
+            Conv2dVariant::Winograd => Some(WinogradTile::F2),
+            Conv2dVariant::WinogradF4 => Some(WinogradTile::F4),
+            _ => None,
+        }
     }
 
     /// The tile of a gemm variant (the small one's for any other).
@@ -625,6 +712,8 @@ impl Conv2dVariant {
             (Conv2dVariant::Windows, _) => 24,
             (Conv2dVariant::Gemm, _) => GemmTile::SMALL.outputs_per_thread(),
             (Conv2dVariant::GemmWide, _) => GemmTile::WIDE.outputs_per_thread(),
+            (Conv2dVariant::Winograd, _) => 4,
+            (Conv2dVariant::WinogradF4, _) => 16,
         }
     }
 }
@@ -680,12 +769,15 @@ pub fn conv2d_gemm_splits(
 /// (lavapipe): rows where they apply, else tiled with at least two channels per group (not for
 /// strided backward passes), else direct; a context that runs the windows kernels takes them
 /// first where they apply (see [`conv2d_windows_supported`]: this shape-only rule cannot
-/// know). Other adapters: a gemm variant where the pass writes at least 16 channels per group
+/// know). Other adapters: Winograd F(4x4, 3x3) for 3x3 stride-1 passes that write and sum at
+/// least 64 channels and make at least 32 of its output tiles, else F(2x2, 3x3) where that one
+/// does; else a gemm variant where the pass writes at least 16 channels per group
 /// (`gemm-wide` for products of at least 128 rows and columns summing at least 1024 terms
 /// that still make 128 workgroups, else `gemm`); otherwise, among the variants whose accumulators fit a GPU thread (not rows
 /// or gemm), the one with the most outputs per thread that still launches
-/// `GPU_TARGET_THREADS` (8192) threads, else the one launching the most. (Autotuning, on by
-/// default on GPUs, times the candidates instead.)
+/// `GPU_TARGET_THREADS` (8192) threads, else the one launching the most, with Winograd F4
+/// taking the direct kernel's place where it applies. (Autotuning, on by default on GPUs,
+/// times the candidates instead.)
 pub fn select_conv2d_variant(
     pass: Conv2dPass,
     x: &[usize],
@@ -722,7 +814,29 @@ fn variant_threads(g: &Geometry, pass: Conv2dPass, v: Conv2dVariant) -> Option<u
         Conv2dVariant::Windows => g.window_plan(pass).map(|p| p.threads()),
         Conv2dVariant::Gemm => g.gemm_plan(pass, GemmTile::SMALL).map(|p| p.threads()),
         Conv2dVariant::GemmWide => g.gemm_plan(pass, GemmTile::WIDE).map(|p| p.threads()),
+        Conv2dVariant::Winograd | Conv2dVariant::WinogradF4 => g
+            .winograd_plan(pass, v.winograd_tile()?)
+            .map(|p| p.threads()),
     }
+}
+
+/// The GPU rule's Winograd variant for `pass`, if it takes one (see `WINOGRAD_MIN_CHANNELS`).
+fn winograd_choice(g: &Geometry, pass: Conv2dPass) -> Option<Conv2dVariant> {
+    let (ch, _, _) = pass_dims(g, pass);
+    let summed = match pass {
+        Conv2dPass::Forward => g.cin_g(),
+        Conv2dPass::BackwardInput => g.cout_g(),
+    };
+    if ch < WINOGRAD_MIN_CHANNELS || summed < WINOGRAD_MIN_CHANNELS {
+        return None;
+    }
+    [Conv2dVariant::WinogradF4, Conv2dVariant::Winograd]
+        .into_iter()
+        .find(|&v| {
+            v.winograd_tile()
+                .and_then(|t| g.winograd_plan(pass, t))
+                .is_some_and(|p| p.tiles() >= WINOGRAD_MIN_TILES)
+        })
 }
 
 /// The GPU rule's gemm variant for `pass`, if it takes one (see `GEMM_MIN_CHANNELS`).
@@ -752,6 +866,29 @@ fn gemm_choice(g: &Geometry, pass: Conv2dPass) -> Option<Conv2dVariant> {
     .map(|(_, v, _)| v)
 }
 
+/// The gemm plan of a Winograd product (a 16- or 36-group 1x1 convolution): the tile
+/// autotuning finds faster for that convolution (cached like any conv's choice), else the one
+/// the GPU rule gives it. The rule's thresholds come from 3x3 convs, whose reductions are 9x
+/// longer than a product's.
+fn winograd_product_plan(ctx: &GpuContext, s: &GemmShape) -> Result<GemmPlan> {
+    const OP: &str = "conv2d_winograd";
+    let w = [s.y[1], s.x[1] / s.groups, 1, 1];
+    let cfg = Conv2dConfig::new().groups(s.groups);
+    let g = geometry(OP, &s.x, &w, &cfg)?;
+    let pass = Conv2dPass::Forward;
+    let rule = gemm_choice(&g, pass).unwrap_or(Conv2dVariant::Gemm);
+    let tiles = [Conv2dVariant::Gemm, Conv2dVariant::GemmWide];
+    let v = tuned_variant(ctx, &g, pass, rule, || {
+        tiles
+            .into_iter()
+            .filter(|&v| variant_threads(&g, pass, v).is_some())
+            .collect()
+    })?;
+    let v = if v.is_gemm() { v } else { rule };
+    g.gemm_plan(pass, v.gemm_tile())
+        .ok_or_else(|| Error::shape(OP, "the product's gemm grid is too large"))
+}
+
 fn choose_variant(
     g: &Geometry,
     pass: Conv2dPass,
@@ -774,13 +911,13 @@ fn choose_variant(
             Conv2dVariant::Direct
         };
     }
-    if let Some(v) = gemm_choice(g, pass) {
+    if let Some(v) = winograd_choice(g, pass).or_else(|| gemm_choice(g, pass)) {
         return v;
     }
     let candidates: Vec<(Conv2dVariant, usize)> = Conv2dVariant::ALL
         .into_iter()
         .filter(|&v| v.outputs_per_thread(pass) <= GPU_MAX_OUTPUTS_PER_THREAD)
-        .filter(|&v| v != Conv2dVariant::Windows && !v.is_gemm())
+        .filter(|&v| v != Conv2dVariant::Windows && !v.uses_gemm_tiles())
         .filter(|&v| v != Conv2dVariant::Tiled || tiled_ok)
         .filter_map(|v| Some((v, variant_threads(g, pass, v)?)))
         .collect();
@@ -788,9 +925,17 @@ fn choose_variant(
         .iter()
         .filter(|&&(_, t)| t >= target_threads)
         .max_by_key(|&&(v, _)| v.outputs_per_thread(pass));
-    widest
+    let pick = widest
         .or_else(|| candidates.iter().max_by_key(|&&(_, t)| t))
-        .map_or(Conv2dVariant::Direct, |&(v, _)| v)
+        .map_or(Conv2dVariant::Direct, |&(v, _)| v);
+    // Where only the one-thread-per-output kernel fills the chip (the 3-channel backward pass of
+    // a first layer at batch 1), F(4x4, 3x3) beat it by 1.3x on the H100 (same log).
+    let f4 = variant_threads(g, pass, Conv2dVariant::WinogradF4).is_some();
+    if pick == Conv2dVariant::Direct && f4 {
+        Conv2dVariant::WinogradF4
+    } else {
+        pick
+    }
 }
 
 /// `CNNVIS_CONV_VARIANT` and `CNNVIS_CONV_MIN_THREADS`, read once per process.
@@ -884,7 +1029,21 @@ fn pick_variant(
             Some(_) => Ok(v),
             None => Err(Error::shape(
                 op,
-                if v.is_gemm() {
+                if v.winograd_tile().is_some() {
+                    format!(
+                        "the winograd variant needs a 3x3 kernel with unit stride and \
+                         dilation, one group and padding at most 2, and one image's transforms \
+                         within {} MiB ({:?}, kernel {}x{}, x [{}, {}, {}, {}])",
+                        winograd::WORKSPACE_BYTES >> 20,
+                        g.cfg,
+                        g.kh,
+                        g.kw,
+                        g.n,
+                        g.cin,
+                        g.h,
+                        g.w
+                    )
+                } else if v.is_gemm() {
                     format!(
                         "the gemm variant's grid exceeds 65535 workgroups per dimension ({:?}, \
                          x [{}, {}, {}, {}])",
@@ -905,7 +1064,10 @@ fn pick_variant(
     if let Some(e) = &o.error {
         return Err(Error::shape(op, e.clone()));
     }
-    if let Some(v) = o.variant {
+    for v in [THREAD_VARIANT.with(|t| t.get()), o.variant]
+        .into_iter()
+        .flatten()
+    {
         if variant_threads(g, pass, v).is_some() && (v != Conv2dVariant::Windows || windows_ok) {
             return Ok(v);
         }
@@ -917,14 +1079,37 @@ fn pick_variant(
     } else {
         choose_variant(g, pass, device, o.min_threads)
     };
-    let mode = THREAD_AUTOTUNE
+    tuned_variant(ctx, g, pass, rule, || {
+        let mut candidates = autotune_candidates(g, pass, device);
+        if windows_ok {
+            candidates.push(Conv2dVariant::Windows);
+        }
+        candidates
+    })
+}
+
+/// The autotuning mode in force on this thread for an adapter of type `device`.
+fn autotune_mode(device: wgpu::DeviceType) -> Conv2dAutotune {
+    THREAD_AUTOTUNE
         .with(|m| m.get())
-        .unwrap_or(match o.autotune {
+        .unwrap_or(match overrides().autotune {
             Some(true) => Conv2dAutotune::On,
             Some(false) => Conv2dAutotune::Off,
             None if device == wgpu::DeviceType::Cpu => Conv2dAutotune::Off,
             None => Conv2dAutotune::On,
-        });
+        })
+}
+
+/// `rule` where autotuning is off; else the cached choice for `g` and `pass`, or the fastest of
+/// `candidates()` timed now (`rule` if there is only one or timing fails) and cached.
+fn tuned_variant(
+    ctx: &GpuContext,
+    g: &Geometry,
+    pass: Conv2dPass,
+    rule: Conv2dVariant,
+    candidates: impl FnOnce() -> Vec<Conv2dVariant>,
+) -> Result<Conv2dVariant> {
+    let mode = autotune_mode(ctx.adapter().device_type);
     if mode == Conv2dAutotune::Off {
         return Ok(rule);
     }
@@ -933,10 +1118,7 @@ fn pick_variant(
     if let Some(v) = cached {
         return Ok(v);
     }
-    let mut candidates = autotune_candidates(g, pass, device);
-    if windows_ok {
-        candidates.push(Conv2dVariant::Windows);
-    }
+    let candidates = candidates();
     let (variant, timings_ms, error) = if candidates.len() < 2 {
         (
             candidates.first().copied().unwrap_or(rule),
@@ -985,14 +1167,19 @@ thread_local! {
 /// Runs `f` with conv dispatches built on this thread using autotuning `mode`, whatever
 /// `CNNVIS_CONV_AUTOTUNE` says (`CNNVIS_CONV_VARIANT` still wins); restores the previous mode.
 pub fn with_conv2d_autotune<T>(mode: Conv2dAutotune, f: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Conv2dAutotune>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            THREAD_AUTOTUNE.with(|m| m.set(self.0));
-        }
-    }
-    let _restore = Restore(THREAD_AUTOTUNE.with(|m| m.replace(Some(mode))));
-    f()
+    with_thread_value(&THREAD_AUTOTUNE, Some(mode), f)
+}
+
+thread_local! {
+    static THREAD_VARIANT: std::cell::Cell<Option<Conv2dVariant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with conv forward and backward-to-input dispatches built on this thread using
+/// `variant` wherever it applies (elsewhere the usual choice), as `CNNVIS_CONV_VARIANT` does
+/// for a whole process; wins over it. Restores the previous setting.
+pub fn with_conv2d_variant<T>(variant: Conv2dVariant, f: impl FnOnce() -> T) -> T {
+    with_thread_value(&THREAD_VARIANT, Some(variant), f)
 }
 
 thread_local! {
@@ -1004,14 +1191,7 @@ thread_local! {
 /// kernel at stride 1 with s^2 the work (`false`: the fallback where the column matrix does
 /// not fit, for tests and benchmarks); restores the previous setting.
 pub fn with_conv2d_strided_cols<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            STRIDED_COLS.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(STRIDED_COLS.with(|c| c.replace(on)));
-    f()
+    with_thread_value(&STRIDED_COLS, on, f)
 }
 
 /// What the autotuning cache is keyed by: adapter, pass, input and weight shapes, config.
@@ -1114,7 +1294,7 @@ fn autotune_candidates(
         })
         .filter(|&v| v != Conv2dVariant::Tiled || ch >= TILED_MIN_CHANNELS)
         .filter(|&v| v != Conv2dVariant::Windows)
-        .filter(|&v| !v.is_gemm() || device != wgpu::DeviceType::Cpu)
+        .filter(|&v| !v.uses_gemm_tiles() || device != wgpu::DeviceType::Cpu)
         .filter(|&v| variant_threads(g, pass, v).is_some())
         .collect()
 }
@@ -1152,10 +1332,13 @@ fn autotune(
     };
     let mut timings = Vec::with_capacity(candidates.len());
     for &v in candidates {
+        // As a model runs them: what a variant prepares from the weights alone is made once,
+        // outside the timing.
+        let cache = Some(WeightPacks::new());
         let d = match pass {
-            Conv2dPass::Forward => forward(ctx, Some(v), &y, &x, &w, None, &g.cfg, None)?,
+            Conv2dPass::Forward => forward(ctx, Some(v), &y, &x, &w, None, &g.cfg, cache.as_ref())?,
             Conv2dPass::BackwardInput => {
-                backward_input(ctx, Some(v), &x, &y, &w, &g.cfg, false, None)?
+                backward_input(ctx, Some(v), &x, &y, &w, &g.cfg, false, cache.as_ref())?
             }
         };
         submit(&d, 1)?;
@@ -1274,6 +1457,14 @@ fn forward(
                 .ok_or_else(|| Error::shape(OP, "the gemm variant's grid is too large"))?;
             gemm::build(ctx, &g.gemm_shape(), &plan, false, y, x, w, b, false)
         }
+        v @ (Conv2dVariant::Winograd | Conv2dVariant::WinogradF4) => {
+            let plan = v
+                .winograd_tile()
+                .and_then(|t| g.winograd_plan(Conv2dPass::Forward, t))
+                .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
+            let product = |s: &GemmShape| winograd_product_plan(ctx, s);
+            plan.build(ctx, y, x, w, b, false, false, cache, product)
+        }
         Conv2dVariant::Rows => {
             let blocks_c = g.cout_g().div_ceil(ROW_C);
             let segs = g.wo.div_ceil(ROW_P);
@@ -1382,6 +1573,14 @@ fn backward_input(
                 None,
                 accumulate,
             )
+        }
+        v @ (Conv2dVariant::Winograd | Conv2dVariant::WinogradF4) => {
+            let plan = v
+                .winograd_tile()
+                .and_then(|t| g.winograd_plan(Conv2dPass::BackwardInput, t))
+                .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
+            let product = |s: &GemmShape| winograd_product_plan(ctx, s);
+            plan.build(ctx, dx, dy, w, None, true, accumulate, cache, product)
         }
         Conv2dVariant::Rows => {
             let blocks_c = g.cin_g().div_ceil(ROW_C_BWI);

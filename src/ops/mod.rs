@@ -6,6 +6,7 @@ pub mod conv2d;
 pub mod conv2d_cols;
 pub mod conv2d_gemm;
 pub mod conv2d_windows;
+pub mod conv2d_winograd;
 pub mod elementwise;
 pub mod fma_peak;
 pub mod linear;
@@ -27,6 +28,7 @@ pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[
     conv2d_cols::KERNELS,
     conv2d_gemm::KERNELS,
     conv2d_windows::KERNELS,
+    conv2d_winograd::KERNELS,
     elementwise::KERNELS,
     fma_peak::KERNELS,
     linear::KERNELS,
@@ -37,6 +39,23 @@ pub(crate) const KERNEL_LISTS: &[&[Kernel]] = &[
     relu::KERNELS,
     softmax::KERNELS,
 ];
+
+/// Runs `f` with the thread-local `slot` set to `value`, restoring the previous value afterwards
+/// (even if `f` panics): the per-thread overrides of the conv variant choice.
+pub(crate) fn with_thread_value<V: Copy + 'static, T>(
+    slot: &'static std::thread::LocalKey<std::cell::Cell<V>>,
+    value: V,
+    f: impl FnOnce() -> T,
+) -> T {
+    struct Restore<V: Copy + 'static>(&'static std::thread::LocalKey<std::cell::Cell<V>>, V);
+    impl<V: Copy + 'static> Drop for Restore<V> {
+        fn drop(&mut self) {
+            self.0.with(|c| c.set(self.1));
+        }
+    }
+    let _restore = Restore(slot, slot.with(|c| c.replace(value)));
+    f()
+}
 
 /// `v` as an i32 kernel parameter, or an error naming `what` when it does not fit.
 pub(crate) fn to_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
