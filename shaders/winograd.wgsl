@@ -87,6 +87,25 @@ fn winograd_weight_transform(
     store_u_row(base + 12 * stride, stride, g2);
 }
 
+// Where thread t of a transform over [nc images, channels, th x tw tiles] works: its tile's
+// row and column, its channel and its image within the chunk, and its column of v or m.
+struct TileAt {
+    ty: i32,
+    tx: i32,
+    ch: i32,
+    nl: i32,
+    col: i32,
+}
+
+fn tile_at(t: i32, channels: i32) -> TileAt {
+    let tiles = p.th * p.tw;
+    let tile = t % tiles;
+    let rest = t / tiles;
+    let ty = tile / p.tw;
+    let nl = rest / channels;
+    return TileAt(ty, tile - ty * p.tw, rest % channels, nl, nl * tiles + tile);
+}
+
 // Row y of a src plane (from flat index `plane`), columns x0..x0+3, zeros outside the image.
 fn src_row(plane: i32, y: i32, x0: i32) -> vec4<f32> {
     var row = vec4<f32>(0.0);
@@ -128,23 +147,17 @@ fn winograd_input_transform(
     if (t >= p.threads) {
         return;
     }
-    let tiles = p.th * p.tw;
-    let tile = t % tiles;
-    let rest = t / tiles;
-    let s = rest % p.cs;
-    let nl = rest / p.cs;
-    let ty = tile / p.tw;
-    let tx = tile - ty * p.tw;
-    let y0 = 2 * ty - p.pad_h;
-    let x0 = 2 * tx - p.pad_w;
-    let plane = ((p.n0 + nl) * p.cs + s) * p.hi * p.wi;
+    let a = tile_at(t, p.cs);
+    let y0 = 2 * a.ty - p.pad_h;
+    let x0 = 2 * a.tx - p.pad_w;
+    let plane = ((p.n0 + a.nl) * p.cs + a.ch) * p.hi * p.wi;
     let d0 = src_row(plane, y0, x0);
     let d1 = src_row(plane, y0 + 1, x0);
     let d2 = src_row(plane, y0 + 2, x0);
     let d3 = src_row(plane, y0 + 3, x0);
-    let pcols = p.nc * tiles;
+    let pcols = p.nc * p.th * p.tw;
     let stride = p.cs * pcols;
-    let base = s * pcols + nl * tiles + tile;
+    let base = a.ch * pcols + a.col;
     store_v_row(base, stride, d0 - d2);
     store_v_row(base + 4 * stride, stride, d1 + d2);
     store_v_row(base + 8 * stride, stride, d2 - d1);
@@ -176,14 +189,10 @@ fn winograd_output_transform(
     if (t >= p.threads) {
         return;
     }
-    let tiles = p.th * p.tw;
-    let tile = t % tiles;
-    let rest = t / tiles;
-    let o = rest % p.co;
-    let nl = rest / p.co;
-    let pcols = p.nc * tiles;
+    let a = tile_at(t, p.co);
+    let pcols = p.nc * p.th * p.tw;
     let stride = p.co * pcols;
-    let base = o * pcols + nl * tiles + tile;
+    let base = a.ch * pcols + a.col;
     let q0 = m_row(base, stride, 0);
     let q1 = m_row(base, stride, 1);
     let q2 = m_row(base, stride, 2);
@@ -193,13 +202,11 @@ fn winograd_output_transform(
     let r1 = q1 - q2 - q3;
     var b = 0.0;
     if (p.has_bias != 0) {
-        b = bias[o];
+        b = bias[a.ch];
     }
-    let ty = tile / p.tw;
-    let tx = tile - ty * p.tw;
-    let oy = 2 * ty;
-    let ox = 2 * tx;
-    let at = ((p.n0 + nl) * p.co + o) * p.ho * p.wo + oy * p.wo + ox;
+    let oy = 2 * a.ty;
+    let ox = 2 * a.tx;
+    let at = ((p.n0 + a.nl) * p.co + a.ch) * p.ho * p.wo + oy * p.wo + ox;
     let right = ox + 1 < p.wo;
     store_out(at, r0.x + r0.y + r0.z + b);
     if (right) {
@@ -294,16 +301,10 @@ fn winograd4_input_transform(
     if (t >= p.threads) {
         return;
     }
-    let tiles = p.th * p.tw;
-    let tile = t % tiles;
-    let rest = t / tiles;
-    let s = rest % p.cs;
-    let nl = rest / p.cs;
-    let ty = tile / p.tw;
-    let tx = tile - ty * p.tw;
-    let y0 = 4 * ty - p.pad_h;
-    let x0 = 4 * tx - p.pad_w;
-    let plane = ((p.n0 + nl) * p.cs + s) * p.hi * p.wi;
+    let a = tile_at(t, p.cs);
+    let y0 = 4 * a.ty - p.pad_h;
+    let x0 = 4 * a.tx - p.pad_w;
+    let plane = ((p.n0 + a.nl) * p.cs + a.ch) * p.hi * p.wi;
     let d0 = src_row(plane, y0, x0);
     let d1 = src_row(plane, y0 + 1, x0);
     let d2 = src_row(plane, y0 + 2, x0);
@@ -316,9 +317,9 @@ fn winograd4_input_transform(
     let e3 = src_row_tail(plane, y0 + 3, x0);
     let e4 = src_row_tail(plane, y0 + 4, x0);
     let e5 = src_row_tail(plane, y0 + 5, x0);
-    let pcols = p.nc * tiles;
+    let pcols = p.nc * p.th * p.tw;
     let stride = p.cs * pcols;
-    let base = s * pcols + nl * tiles + tile;
+    let base = a.ch * pcols + a.col;
     let row = 6 * stride;
     // Rows of B^T d, each then times B.
     store_v6_row(base, stride, 4.0 * d0 - 5.0 * d2 + d4, 4.0 * e0 - 5.0 * e2 + e4);
@@ -371,14 +372,10 @@ fn winograd4_output_transform(
     if (t >= p.threads) {
         return;
     }
-    let tiles = p.th * p.tw;
-    let tile = t % tiles;
-    let rest = t / tiles;
-    let o = rest % p.co;
-    let nl = rest / p.co;
-    let pcols = p.nc * tiles;
+    let a = tile_at(t, p.co);
+    let pcols = p.nc * p.th * p.tw;
     let stride = p.co * pcols;
-    let base = o * pcols + nl * tiles + tile;
+    let base = a.ch * pcols + a.col;
     let q0 = m6_row(base, stride, 0);
     let q1 = m6_row(base, stride, 1);
     let q2 = m6_row(base, stride, 2);
@@ -393,13 +390,11 @@ fn winograd4_output_transform(
     let e5 = m6_row_tail(base, stride, 5);
     var b = 0.0;
     if (p.has_bias != 0) {
-        b = bias[o];
+        b = bias[a.ch];
     }
-    let ty = tile / p.tw;
-    let tx = tile - ty * p.tw;
-    let oy = 4 * ty;
-    let ox = 4 * tx;
-    let at = ((p.n0 + nl) * p.co + o) * p.ho * p.wo + oy * p.wo + ox;
+    let oy = 4 * a.ty;
+    let ox = 4 * a.tx;
+    let at = ((p.n0 + a.nl) * p.co + a.ch) * p.ho * p.wo + oy * p.wo + ox;
     // Rows of A^T m, each then times A.
     store_out4_row(at, ox, q0 + q1 + q2 + q3 + q4, e0 + e1 + e2 + e3 + e4, b);
     if (oy + 1 < p.ho) {

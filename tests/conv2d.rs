@@ -1658,7 +1658,6 @@ fn conv2d_gemm_matches_cpu_reference_with_tails_and_split_k() {
 #[test]
 fn conv2d_gemm_backward_matches_finite_differences() {
     let _serial = serial();
-    let c = ctx();
     let case = Case {
         name: "fd gemm",
         x: [2, 6, 6, 5],
@@ -1667,14 +1666,21 @@ fn conv2d_gemm_backward_matches_finite_differences() {
         cfg: cfg([2, 1], [1, 1], [1, 2], 2),
         bias: true,
     };
-    let mut rng = Rng::new(33);
+    fd_forced_variants(&case, 33, &[Conv2dVariant::Gemm, Conv2dVariant::GemmWide]);
+}
+
+/// Each of `variants`' backward to the input, forced, against finite differences of the same
+/// variant's forward pass.
+fn fd_forced_variants(case: &Case, seed: u64, variants: &[Conv2dVariant]) {
+    let c = ctx();
+    let mut rng = Rng::new(seed);
     let (xs, ws, ys) = (case.x, case.w(), case.y());
     let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
     let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
     let bv = rng.vec(case.cout, -1.0, 1.0);
     let wts = rng.vec(ys.iter().product(), -1.0, 1.0);
     let (w, dy) = (upload(&ws, &wv), upload(&ys, &wts));
-    for v in [Conv2dVariant::Gemm, Conv2dVariant::GemmWide] {
+    for &v in variants {
         let dx = poisoned(&xs);
         run(&[&conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, false).unwrap()]);
         let loss = |xv: &[f32]| {
@@ -1683,16 +1689,8 @@ fn conv2d_gemm_backward_matches_finite_differences() {
             run(&[&conv2d_forward_variant(c, v, &y, &x, &w, Some(&b), &case.cfg).unwrap()]);
             weighted_sum(&wts, &download(&y))
         };
-        fd_check(
-            &format!("fd {} dx", v.name()),
-            &xv,
-            &download(&dx),
-            1e-2,
-            1e-3,
-            60,
-            &mut rng,
-            loss,
-        );
+        let name = format!("fd {} dx", v.name());
+        fd_check(&name, &xv, &download(&dx), 1e-2, 1e-3, 60, &mut rng, loss);
     }
 }
 
@@ -1952,7 +1950,6 @@ fn conv2d_winograd_matches_cpu_reference() {
 #[test]
 fn conv2d_winograd_backward_matches_finite_differences() {
     let _serial = serial();
-    let c = ctx();
     let case = Case {
         name: "fd winograd",
         x: [2, 3, 5, 6],
@@ -1961,25 +1958,8 @@ fn conv2d_winograd_backward_matches_finite_differences() {
         cfg: cfg([1, 1], [1, 2], [1, 1], 1),
         bias: true,
     };
-    let mut rng = Rng::new(53);
-    let (xs, ws, ys) = (case.x, case.w(), case.y());
-    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
-    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
-    let bv = rng.vec(case.cout, -1.0, 1.0);
-    let wts = rng.vec(ys.iter().product(), -1.0, 1.0);
-    let (w, dy) = (upload(&ws, &wv), upload(&ys, &wts));
-    for v in [Conv2dVariant::Winograd, Conv2dVariant::WinogradF4] {
-        let dx = poisoned(&xs);
-        run(&[&conv2d_backward_input_variant(c, v, &dx, &dy, &w, &case.cfg, false).unwrap()]);
-        let loss = |xv: &[f32]| {
-            let (x, w, b) = (upload(&xs, xv), upload(&ws, &wv), upload(&[case.cout], &bv));
-            let y = zeros(&ys);
-            run(&[&conv2d_forward_variant(c, v, &y, &x, &w, Some(&b), &case.cfg).unwrap()]);
-            weighted_sum(&wts, &download(&y))
-        };
-        let name = format!("fd {} dx", v.name());
-        fd_check(&name, &xv, &download(&dx), 1e-2, 1e-3, 60, &mut rng, loss);
-    }
+    let variants = [Conv2dVariant::Winograd, Conv2dVariant::WinogradF4];
+    fd_forced_variants(&case, 53, &variants);
 }
 
 /// Where the Winograd variant does not apply, forcing it is an error that says why.

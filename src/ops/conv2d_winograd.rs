@@ -267,29 +267,22 @@ impl WinogradPlan {
                 n0: to_i32(OP, "chunk start", n0)?,
                 ..base
             };
-            let threads = nc * cs * th * tw;
-            parts.push(ctx.dispatch(
-                self.tile.input,
-                &WinogradParams {
-                    threads: to_i32(OP, "input tiles", threads)?,
+            // One thread per tile and channel: of src for the input transform, of out for
+            // the output transform.
+            let launch = |kernel, channels: usize, bindings: &[(u32, &Tensor)]| {
+                let threads = nc * channels * th * tw;
+                let params = WinogradParams {
+                    threads: to_i32(OP, "transform threads", threads)?,
                     ..params
-                },
-                &[(3, src), (4, &v)],
-                ctx.grid_1d(threads)?,
-            )?);
+                };
+                ctx.dispatch(kernel, &params, bindings, ctx.grid_1d(threads)?)
+            };
+            parts.push(launch(self.tile.input, cs, &[(3, src), (4, &v)])?);
             parts.push(gemm::build(
                 ctx, &shape, &plan, false, &m, &v, &u, None, false,
             )?);
-            let threads = nc * co * th * tw;
-            parts.push(ctx.dispatch(
-                self.tile.output,
-                &WinogradParams {
-                    threads: to_i32(OP, "output tiles", threads)?,
-                    ..params
-                },
-                &[(5, &m), (6, bias_t), (7, out)],
-                ctx.grid_1d(threads)?,
-            )?);
+            let bindings = [(5, &m), (6, bias_t), (7, out)];
+            parts.push(launch(self.tile.output, co, &bindings)?);
         }
         Ok(Dispatch::chain(self.tile.output, parts))
     }
