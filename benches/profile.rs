@@ -90,6 +90,14 @@ fn run(path: &str, layer: Option<&str>, batch: usize, top: usize) -> cnnvis::Res
             "readback of the input gradient ({mb:.1} MB): {t:.3} ms ({:.2} GB/s)",
             mb / t
         );
+        if let Some(r) = ctx.last_readback() {
+            println!(
+                "  last one: copy to staging + wait {:.3} ms, map {:.3} ms, copy out {:.3} ms",
+                r.copy_and_wait * 1e3,
+                r.map * 1e3,
+                r.copy_out * 1e3
+            );
+        }
     }
     let mut per_kernel: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut launches: Vec<(f64, String)> = Vec::new();

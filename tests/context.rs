@@ -24,7 +24,7 @@ fn upload_download_round_trip_f32_and_u32() {
     let data = rng.vec(1000 * 3 + 1, -5.0, 5.0);
     let t = upload(&[3001], &data);
     assert_eq!(download(&t), data);
-    let ints: Vec<u32> = (0..77u32).map(|i| i * 2654435761u32).collect();
+    let ints: Vec<u32> = (0..77u32).map(|i| i.wrapping_mul(2654435761)).collect();
     let u = Tensor::from_u32(c, &[7, 11], &ints).unwrap();
     assert_eq!(u.download_u32(c).unwrap(), ints);
     assert!(
@@ -33,6 +33,22 @@ fn upload_download_round_trip_f32_and_u32() {
     );
     let z = Tensor::zeros(c, &[5, 5]).unwrap();
     assert_eq!(download(&z), vec![0.0; 25]);
+}
+
+/// A download records its phases (copy and wait, map, copy out) for profiles; a context of its
+/// own, so that no other test's download lands in between.
+#[test]
+fn a_download_records_where_its_time_went() {
+    let c = GpuContext::new().expect("a Vulkan adapter (install mesa-vulkan-drivers)");
+    assert_eq!(c.last_readback(), None);
+    let data: Vec<f32> = (0..15).map(|i| i as f32 * 0.5).collect();
+    let t = Tensor::from_slice(&c, &[3, 5], &data).unwrap();
+    assert_eq!(t.download(&c).unwrap(), data);
+    let r = c.last_readback().expect("recorded");
+    assert_eq!(r.bytes, 60);
+    for phase in [r.copy_and_wait, r.map, r.copy_out] {
+        assert!(phase.is_finite() && phase >= 0.0, "{r:?}");
+    }
 }
 
 #[test]

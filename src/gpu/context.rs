@@ -53,6 +53,20 @@ impl From<wgpu::AdapterInfo> for AdapterSummary {
     }
 }
 
+/// Where the last readback's time went, in seconds (for profiling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadbackTimes {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Recording and submitting the copy to the staging buffer, and waiting for all work
+    /// before it to finish.
+    pub copy_and_wait: f64,
+    /// Mapping the staging buffer (the callback's round trip).
+    pub map: f64,
+    /// Copying out of the mapped range into the returned vector.
+    pub copy_out: f64,
+}
+
 /// Owns (or borrows a host app's) wgpu device and queue, the kernel registry, the buffer pool
 /// and the readback staging buffer.
 pub struct GpuContext {
@@ -63,6 +77,8 @@ pub struct GpuContext {
     pub(crate) kernels: KernelRegistry,
     pub(crate) pool: Arc<BufferPool>,
     staging: Mutex<Option<wgpu::Buffer>>,
+    /// Phases of the last readback, for profiling (see [`GpuContext::last_readback`]).
+    last_readback: Mutex<Option<ReadbackTimes>>,
     /// Bound where a kernel's optional input (a bias) is absent; made once, on first use.
     placeholder: Mutex<Option<crate::gpu::tensor::Tensor>>,
     /// Scratch tensors shared by every launch that names them (see [`GpuContext::workspace`]).
@@ -155,6 +171,7 @@ impl GpuContext {
             kernels: KernelRegistry::default(),
             pool: Arc::new(BufferPool::default()),
             staging: Mutex::new(None),
+            last_readback: Mutex::new(None),
             placeholder: Mutex::new(None),
             workspaces: Mutex::new(std::collections::HashMap::new()),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
@@ -360,6 +377,7 @@ impl GpuContext {
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        let start = std::time::Instant::now();
         self.scoped("copying a buffer for readback", || {
             let mut encoder = self
                 .device
@@ -367,6 +385,9 @@ impl GpuContext {
             encoder.copy_buffer_to_buffer(buffer, 0, staging, 0, size);
             self.queue.submit(Some(encoder.finish()));
         })?;
+        // Two waits rather than one, so that a profile can tell the copy from the mapping.
+        self.wait()?;
+        let copied = std::time::Instant::now();
         let (tx, rx) = std::sync::mpsc::channel();
         let slice = staging.slice(..size);
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -378,6 +399,7 @@ impl GpuContext {
             Ok(Err(e)) => return Err(GpuError::Map(e.to_string()).into()),
             Err(e) => return Err(GpuError::Map(e.to_string()).into()),
         }
+        let mapped = std::time::Instant::now();
         let out = {
             let view = slice
                 .get_mapped_range()
@@ -390,7 +412,19 @@ impl GpuContext {
             }
         };
         staging.unmap();
+        let times = ReadbackTimes {
+            bytes,
+            copy_and_wait: (copied - start).as_secs_f64(),
+            map: (mapped - copied).as_secs_f64(),
+            copy_out: mapped.elapsed().as_secs_f64(),
+        };
+        *self.last_readback.lock().unwrap_or_else(|p| p.into_inner()) = Some(times);
         Ok(out)
+    }
+
+    /// Where the last readback (any download) spent its time; `None` before the first.
+    pub fn last_readback(&self) -> Option<ReadbackTimes> {
+        *self.last_readback.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
