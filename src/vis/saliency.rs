@@ -462,34 +462,11 @@ impl Saliency {
         let objective = Objective::new(model, targets, n)?;
         let rule = self.rule_relu();
 
-        // The unperturbed pass: gradient, logits and resolved targets. The pass is the model's
-        // kept one when the last call had these shapes, so the gradient is copied out of it.
-        let clean = GradientPass::reuse_or_new(ctx, model, shape, objective.clone(), None, rule)?;
-        let copy = scale(ctx, clean.forward.input(), input, 1.0)?;
-        ctx.run(&[&copy])?;
-        clean.run(ctx)?;
-        let pass_grad = clean
-            .backward
-            .input_grad()
-            .ok_or_else(|| Error::shape(OP, "the backward pass did not reach the input"))?;
-        let gradient = Tensor::empty(ctx, pass_grad.shape(), DType::F32)?;
-        ctx.run(&[&scale(ctx, &gradient, pass_grad, 1.0)?])?;
-        let class_idx = clean.target_indices(ctx)?;
-        let logits = clean.forward.output().download(ctx)?;
-        let row_shape = clean.forward.activation(&objective.layer)?.shape()[1..].to_vec();
-        clean.keep(model, None, rule);
-
-        // Per-image targets with the top class resolved, and their modifier codes.
-        let resolved: Vec<Target> = (0..n)
-            .map(|i| match objective.target(i) {
-                Target::TopClass => Target::Class(class_idx[i].max(0) as usize),
-                t => t.clone(),
-            })
-            .collect();
-        let codes: Vec<u32> = resolved
-            .iter()
-            .map(|t| {
-                let m = match (self.modifier, t.regression_goal()) {
+        // Each image's gradient modifier: from its target's kind, which resolving a top-class
+        // target to its class does not change.
+        let codes: Vec<u32> = (0..n)
+            .map(|i| {
+                let m = match (self.modifier, objective.target(i).regression_goal()) {
                     (Some(m), _) => m,
                     (None, Some(RegressionGoal::Maintain)) => GradModifier::SmallValues,
                     (None, _) => self.default_modifier(),
@@ -498,46 +475,83 @@ impl Saliency {
             })
             .collect();
         let codes = Tensor::from_u32(ctx, &[n], &codes)?;
-
         let plain = [n, c, h, w];
-        let aggregate = match self.method {
-            SaliencyMethod::Vanilla | SaliencyMethod::Guided | SaliencyMethod::Deconvnet => {
-                gradient.clone()
-            }
-            SaliencyMethod::InputXGradient => {
-                let out = Tensor::empty(ctx, &plain, DType::F32)?;
-                let zero = Tensor::zeros(ctx, &[c])?;
-                let d = times_input_delta(ctx, &out, &gradient, input, &zero)?;
-                ctx.run(&[&d])?;
-                out
-            }
-            SaliencyMethod::SmoothGrad
-            | SaliencyMethod::SmoothGradSquared
-            | SaliencyMethod::VarGrad => {
-                let plan = Replicated::new(ctx, model, self, shape, &resolved, &row_shape)?;
-                self.run_noise(ctx, &plan, input)?
-            }
-            SaliencyMethod::IntegratedGradients => {
-                let plan = Replicated::new(ctx, model, self, shape, &resolved, &row_shape)?;
-                self.run_path(ctx, model, &plan, input)?
-            }
-            SaliencyMethod::Occlusion => {
-                self.run_occlusion(ctx, model, shape, input, &resolved, &row_shape)?
-            }
-        };
-        let reduce = if self.keepdims {
-            None
-        } else {
-            Some(self.channel_reduce())
-        };
         let out_shape: Vec<usize> = if self.keepdims {
             plain.to_vec()
         } else {
             vec![n, h, w]
         };
+        let reduce = (!self.keepdims).then(|| self.channel_reduce());
         let saliency = Tensor::empty(ctx, &out_shape, DType::F32)?;
-        let d = modify_reduce(ctx, &saliency, &aggregate, &codes, reduce)?;
-        ctx.run(&[&d])?;
+
+        // The unperturbed pass: gradient, logits and resolved targets. The pass is the model's
+        // kept one when the last call had these shapes, so the gradient is copied out of it.
+        let clean = GradientPass::reuse_or_new(ctx, model, shape, objective.clone(), None, rule)?;
+        let pass_grad = clean
+            .backward
+            .input_grad()
+            .ok_or_else(|| Error::shape(OP, "the backward pass did not reach the input"))?;
+        let gradient = Tensor::empty(ctx, pass_grad.shape(), DType::F32)?;
+        let before = [scale(ctx, clean.forward.input(), input, 1.0)?];
+        let mut after = vec![scale(ctx, &gradient, pass_grad, 1.0)?];
+        // The one-pass methods finish on the GPU right after it: with a fixed seed, input copy,
+        // pass, gradient copy and map go in one submission, with no wait in between.
+        let one_pass = match self.method {
+            SaliencyMethod::Vanilla | SaliencyMethod::Guided | SaliencyMethod::Deconvnet => {
+                Some(gradient.clone())
+            }
+            SaliencyMethod::InputXGradient => {
+                let out = Tensor::empty(ctx, &plain, DType::F32)?;
+                let zero = Tensor::zeros(ctx, &[c])?;
+                after.push(times_input_delta(ctx, &out, &gradient, input, &zero)?);
+                Some(out)
+            }
+            _ => None,
+        };
+        if let Some(aggregate) = &one_pass {
+            after.push(modify_reduce(ctx, &saliency, aggregate, &codes, reduce)?);
+        }
+        if clean.objective().needs_output() {
+            ctx.run(&before.iter().collect::<Vec<_>>())?;
+            clean.run(ctx)?;
+            ctx.run(&after.iter().collect::<Vec<_>>())?;
+        } else {
+            let mut all: Vec<&Dispatch> = before.iter().collect();
+            all.extend(clean.forward.dispatches());
+            all.extend(clean.backward.dispatches());
+            all.extend(after.iter());
+            ctx.run(&all)?;
+        }
+        let class_idx = clean.target_indices(ctx)?;
+        let logits = clean.forward.output().download(ctx)?;
+        let row_shape = clean.forward.activation(&objective.layer)?.shape()[1..].to_vec();
+        clean.keep(model, None, rule);
+
+        if one_pass.is_none() {
+            // Per-image targets with the top class resolved.
+            let resolved: Vec<Target> = (0..n)
+                .map(|i| match objective.target(i) {
+                    Target::TopClass => Target::Class(class_idx[i].max(0) as usize),
+                    t => t.clone(),
+                })
+                .collect();
+            let aggregate = match self.method {
+                SaliencyMethod::SmoothGrad
+                | SaliencyMethod::SmoothGradSquared
+                | SaliencyMethod::VarGrad => {
+                    let plan = Replicated::new(ctx, model, self, shape, &resolved, &row_shape)?;
+                    self.run_noise(ctx, &plan, input)?
+                }
+                SaliencyMethod::IntegratedGradients => {
+                    let plan = Replicated::new(ctx, model, self, shape, &resolved, &row_shape)?;
+                    self.run_path(ctx, model, &plan, input)?
+                }
+                // Occlusion (the one-pass methods were mapped above).
+                _ => self.run_occlusion(ctx, model, shape, input, &resolved, &row_shape)?,
+            };
+            let d = modify_reduce(ctx, &saliency, &aggregate, &codes, reduce)?;
+            ctx.run(&[&d])?;
+        }
         Ok(SaliencyMaps {
             gradient,
             saliency,
