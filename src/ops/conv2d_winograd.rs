@@ -182,7 +182,7 @@ impl WinogradPlan {
 
     /// The launches: `out (+)= conv(src, w) (+ bias)` with `w` [co, cs, 3, 3] forward
     /// (`flip` false), or `w` [cs, co, 3, 3] used as its adjoint (backward to the input: src
-    /// is dy, out is dx). `product` plans each chunk's 16-group product. Shapes are checked
+    /// is dy, out is dx). `product` plans each chunk's grouped product. Shapes are checked
     /// by the caller.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
