@@ -106,6 +106,52 @@ fn tile_at(t: i32, channels: i32) -> TileAt {
     return TileAt(ty, tile - ty * p.tw, rest % channels, nl, nl * tiles + tile);
 }
 
+// An input transform's thread for tiles of m outputs: its source plane, the patch's top-left
+// corner, and where its first value goes in v (the next taps `stride` apart).
+struct InputTile {
+    plane: i32,
+    y0: i32,
+    x0: i32,
+    base: i32,
+    stride: i32,
+}
+
+fn input_tile(t: i32, m: i32) -> InputTile {
+    let a = tile_at(t, p.cs);
+    let pcols = p.nc * p.th * p.tw;
+    return InputTile(
+        ((p.n0 + a.nl) * p.cs + a.ch) * p.hi * p.wi,
+        m * a.ty - p.pad_h,
+        m * a.tx - p.pad_w,
+        a.ch * pcols + a.col,
+        p.cs * pcols,
+    );
+}
+
+// An output transform's thread for tiles of m outputs: where its first tap is in m (the next
+// `stride` apart), its tile's first output (flat index, row, column), and its channel's bias.
+struct OutputTile {
+    base: i32,
+    stride: i32,
+    at: i32,
+    oy: i32,
+    ox: i32,
+    bias: f32,
+}
+
+fn output_tile(t: i32, m: i32) -> OutputTile {
+    let a = tile_at(t, p.co);
+    let pcols = p.nc * p.th * p.tw;
+    let oy = m * a.ty;
+    let ox = m * a.tx;
+    var b = 0.0;
+    if (p.has_bias != 0) {
+        b = bias[a.ch];
+    }
+    let at = ((p.n0 + a.nl) * p.co + a.ch) * p.ho * p.wo + oy * p.wo + ox;
+    return OutputTile(a.ch * pcols + a.col, p.co * pcols, at, oy, ox, b);
+}
+
 // Row y of a src plane (from flat index `plane`), columns x0..x0+3, zeros outside the image.
 fn src_row(plane: i32, y: i32, x0: i32) -> vec4<f32> {
     var row = vec4<f32>(0.0);
@@ -147,17 +193,16 @@ fn winograd_input_transform(
     if (t >= p.threads) {
         return;
     }
-    let a = tile_at(t, p.cs);
-    let y0 = 2 * a.ty - p.pad_h;
-    let x0 = 2 * a.tx - p.pad_w;
-    let plane = ((p.n0 + a.nl) * p.cs + a.ch) * p.hi * p.wi;
+    let it = input_tile(t, 2);
+    let plane = it.plane;
+    let y0 = it.y0;
+    let x0 = it.x0;
     let d0 = src_row(plane, y0, x0);
     let d1 = src_row(plane, y0 + 1, x0);
     let d2 = src_row(plane, y0 + 2, x0);
     let d3 = src_row(plane, y0 + 3, x0);
-    let pcols = p.nc * p.th * p.tw;
-    let stride = p.cs * pcols;
-    let base = a.ch * pcols + a.col;
+    let base = it.base;
+    let stride = it.stride;
     store_v_row(base, stride, d0 - d2);
     store_v_row(base + 4 * stride, stride, d1 + d2);
     store_v_row(base + 8 * stride, stride, d2 - d1);
@@ -189,10 +234,9 @@ fn winograd_output_transform(
     if (t >= p.threads) {
         return;
     }
-    let a = tile_at(t, p.co);
-    let pcols = p.nc * p.th * p.tw;
-    let stride = p.co * pcols;
-    let base = a.ch * pcols + a.col;
+    let ot = output_tile(t, 2);
+    let base = ot.base;
+    let stride = ot.stride;
     let q0 = m_row(base, stride, 0);
     let q1 = m_row(base, stride, 1);
     let q2 = m_row(base, stride, 2);
@@ -200,13 +244,10 @@ fn winograd_output_transform(
     // Rows of A^T m, then each row times A.
     let r0 = q0 + q1 + q2;
     let r1 = q1 - q2 - q3;
-    var b = 0.0;
-    if (p.has_bias != 0) {
-        b = bias[a.ch];
-    }
-    let oy = 2 * a.ty;
-    let ox = 2 * a.tx;
-    let at = ((p.n0 + a.nl) * p.co + a.ch) * p.ho * p.wo + oy * p.wo + ox;
+    let b = ot.bias;
+    let oy = ot.oy;
+    let ox = ot.ox;
+    let at = ot.at;
     let right = ox + 1 < p.wo;
     store_out(at, r0.x + r0.y + r0.z + b);
     if (right) {
@@ -301,10 +342,10 @@ fn winograd4_input_transform(
     if (t >= p.threads) {
         return;
     }
-    let a = tile_at(t, p.cs);
-    let y0 = 4 * a.ty - p.pad_h;
-    let x0 = 4 * a.tx - p.pad_w;
-    let plane = ((p.n0 + a.nl) * p.cs + a.ch) * p.hi * p.wi;
+    let it = input_tile(t, 4);
+    let plane = it.plane;
+    let y0 = it.y0;
+    let x0 = it.x0;
     let d0 = src_row(plane, y0, x0);
     let d1 = src_row(plane, y0 + 1, x0);
     let d2 = src_row(plane, y0 + 2, x0);
@@ -317,9 +358,8 @@ fn winograd4_input_transform(
     let e3 = src_row_tail(plane, y0 + 3, x0);
     let e4 = src_row_tail(plane, y0 + 4, x0);
     let e5 = src_row_tail(plane, y0 + 5, x0);
-    let pcols = p.nc * p.th * p.tw;
-    let stride = p.cs * pcols;
-    let base = a.ch * pcols + a.col;
+    let base = it.base;
+    let stride = it.stride;
     let row = 6 * stride;
     // Rows of B^T d, each then times B.
     store_v6_row(base, stride, 4.0 * d0 - 5.0 * d2 + d4, 4.0 * e0 - 5.0 * e2 + e4);
@@ -372,10 +412,9 @@ fn winograd4_output_transform(
     if (t >= p.threads) {
         return;
     }
-    let a = tile_at(t, p.co);
-    let pcols = p.nc * p.th * p.tw;
-    let stride = p.co * pcols;
-    let base = a.ch * pcols + a.col;
+    let ot = output_tile(t, 4);
+    let base = ot.base;
+    let stride = ot.stride;
     let q0 = m6_row(base, stride, 0);
     let q1 = m6_row(base, stride, 1);
     let q2 = m6_row(base, stride, 2);
@@ -388,13 +427,10 @@ fn winograd4_output_transform(
     let e3 = m6_row_tail(base, stride, 3);
     let e4 = m6_row_tail(base, stride, 4);
     let e5 = m6_row_tail(base, stride, 5);
-    var b = 0.0;
-    if (p.has_bias != 0) {
-        b = bias[a.ch];
-    }
-    let oy = 4 * a.ty;
-    let ox = 4 * a.tx;
-    let at = ((p.n0 + a.nl) * p.co + a.ch) * p.ho * p.wo + oy * p.wo + ox;
+    let b = ot.bias;
+    let oy = ot.oy;
+    let ox = ot.ox;
+    let at = ot.at;
     // Rows of A^T m, each then times A.
     store_out4_row(at, ox, q0 + q1 + q2 + q3 + q4, e0 + e1 + e2 + e3 + e4, b);
     if (oy + 1 < p.ho) {
