@@ -3,7 +3,8 @@
 // MaxPoolKernel.cpp, AvgPoolKernel.cpp, AdaptiveAvgPoolKernel.cpp) exactly, including window
 // clipping, divisors and tie-breaking.
 // Layout: NCHW f32, flat; `planes` = N*C planes of in_h x in_w (input) or out_h x out_w (output).
-// Bindings: 0 params, 1 x (forward input), 2 y (forward output), 3 argmax written by the max
+// Bindings: 0 params, 1 x (forward input; for the max backward, the input of the ReLU the pool
+// follows, where p.relu fuses one), 2 y (forward output), 3 argmax written by the max
 // forward (u32, flat h*in_w+w within the input plane, as PyTorch's indices), 4 dy (upstream
 // gradient), 5 dx (gradient to the input), 6 argmax read by the max backward.
 // Every backward is a gather: one thread per input element sums the output windows that
@@ -26,6 +27,10 @@ struct PoolParams {
     d_w: u32,
     count_include_pad: u32,
     accumulate: u32,
+    relu: u32,        // max backward: 0, or the rule of a ReLU before the pool (see store_dx_relu)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
@@ -44,6 +49,27 @@ fn store_dx(i: u32, g: f32) {
     } else {
         dx[i] = g;
     }
+}
+
+// The max backward's store, through the ReLU that produced the pool's input when p.relu says
+// so (relu.wgsl's rules: 1 standard, 2 guided, 3 deconvnet; x is the ReLU's input): the pool's
+// gradient at an input cell is whole once gathered, so the rule applies here and saves the
+// ReLU's own launch.
+fn store_dx_relu(i: u32, g: f32) {
+    var r = g;
+    switch p.relu {
+        case 1u {
+            r = select(0.0, g, x[i] > 0.0);
+        }
+        case 2u {
+            r = select(0.0, g, x[i] > 0.0 && g > 0.0);
+        }
+        case 3u {
+            r = max(g, 0.0);
+        }
+        default {}
+    }
+    store_dx(i, r);
 }
 
 // NaN test on the bits: a float comparison `v != v` may be folded away by a driver compiling
@@ -158,10 +184,10 @@ fn maxpool2d_backward_2x2(@builtin(global_invocation_id) gid: vec3<u32>,
     let r1 = r0 + p.in_w;
     let g = dy[i];
     let a = argmax_in[i];
-    store_dx(base + r0, select(0.0, g, a == r0));
-    store_dx(base + r0 + 1u, select(0.0, g, a == r0 + 1u));
-    store_dx(base + r1, select(0.0, g, a == r1));
-    store_dx(base + r1 + 1u, select(0.0, g, a == r1 + 1u));
+    store_dx_relu(base + r0, select(0.0, g, a == r0));
+    store_dx_relu(base + r0 + 1u, select(0.0, g, a == r0 + 1u));
+    store_dx_relu(base + r1, select(0.0, g, a == r1));
+    store_dx_relu(base + r1 + 1u, select(0.0, g, a == r1 + 1u));
 }
 
 // One thread per input element: sums dy over the output windows whose argmax is this element.
@@ -194,7 +220,7 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
             }
         }
     }
-    store_dx(i, g);
+    store_dx_relu(i, g);
 }
 
 // ---------------------------------------------------------------------------------------------

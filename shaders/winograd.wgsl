@@ -12,7 +12,12 @@
 //   u [16 * Co, Cs]          (xi * Co + o) * Cs + s     weight transform (per layer, cached)
 //   v [16 * Cs, nc * T]      (xi * Cs + s) * P + t      input transform (P = nc * th * tw)
 //   m [16 * Co, nc * T]      (xi * Co + o) * P + t      the 16-group product (conv2d_gemm)
-// Bindings: 0 params, 1 w, 2 u, 3 src, 4 v, 5 m, 6 bias, 7 out.
+// Bindings: 0 params, 1 w, 2 u, 3 src, 4 v, 5 m, 6 bias, 7 out, 8 aux (the fused ReLU's
+// tensor, same layout as out: its output forward, its input x backward; see p.epilogue).
+// The output transform can apply a ReLU that follows the conv (forward) or sits before it
+// (backward), saving the ReLU's own launch and a read of out: forward, aux = max(out, 0)
+// beside out; backward, the value stored is the ReLU's rule applied to the conv's gradient,
+// gated by aux = the ReLU's input (relu.wgsl's rules, unchanged).
 // Threads: one per (o, s) weight pair, per (image, channel, tile) input tile, per (image,
 // output channel, tile) output tile; tiles fastest, so neighbouring lanes touch neighbouring
 // columns of v and m.
@@ -34,6 +39,10 @@ struct WinogradParams {
     has_bias: i32,
     accumulate: i32,
     threads: i32,
+    epilogue: i32,   // 0 none, 1 forward ReLU into aux, 2..4 backward standard, guided, deconvnet
+    _p0: i32,
+    _p1: i32,
+    _p2: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: WinogradParams;
@@ -44,6 +53,7 @@ struct WinogradParams {
 @group(0) @binding(5) var<storage, read> m: array<f32>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> aux: array<f32>;
 
 // Private arrays indexed in loops live in local memory on NVIDIA (the first gemm kernel ran at
 // 2 % of peak for it), so every tap below is a named value or a vector component.
@@ -210,10 +220,25 @@ fn winograd_input_transform(
 }
 
 fn store_out(at: i32, value: f32) {
+    var r = value;
+    switch p.epilogue {
+        case 2 {
+            r = select(0.0, value, aux[at] > 0.0);
+        }
+        case 3 {
+            r = select(0.0, value, aux[at] > 0.0 && value > 0.0);
+        }
+        case 4 {
+            r = max(value, 0.0);
+        }
+        default {}
+    }
     if (p.accumulate != 0) {
-        out[at] = out[at] + value;
-    } else {
-        out[at] = value;
+        r = out[at] + r;
+    }
+    out[at] = r;
+    if (p.epilogue == 1) {
+        aux[at] = max(r, 0.0);
     }
 }
 

@@ -17,8 +17,12 @@ use cnnvis::ops::conv2d::{
     with_conv2d_strided_cols, with_conv2d_variant, Conv2dAutotune, Conv2dAutotuneEntry,
     Conv2dAutotuneKey, Conv2dConfig, Conv2dPass, Conv2dVariant,
 };
-use cnnvis::ops::conv2d::{conv2d_backward_input_cached, conv2d_forward_cached, Conv2dWeightCache};
+use cnnvis::ops::conv2d::{
+    conv2d_backward_input_cached, conv2d_backward_input_relu_cached, conv2d_forward_cached,
+    conv2d_forward_relu_cached, Conv2dWeightCache,
+};
 use cnnvis::ops::conv2d_winograd::with_winograd_chunk_limit;
+use cnnvis::ops::relu::ReluRule;
 use cnnvis::wgpu::DeviceType;
 
 /// One convolution to test: input shape, output channels, kernel [kh, kw], config, bias.
@@ -2041,5 +2045,140 @@ fn conv2d_winograd_autotunes_its_product_tile() {
         entries.iter().find(product).unwrap().tunings,
         1,
         "tuned once"
+    );
+}
+
+/// A ReLU fused with a conv (`conv2d_forward_relu_cached`, `conv2d_backward_input_relu_cached`):
+/// the Winograd variants apply it in their output transform (no launch more than the conv
+/// alone), the others chain the ReLU's kernel; both match the conv's CPU reference followed by
+/// the ReLU's rule, with and without accumulation, gates shut where the ReLU's input is 0.
+#[test]
+fn conv2d_relu_epilogue_matches_cpu_reference() {
+    let _serial = serial();
+    let c = ctx();
+    let mut rng = Rng::new(61);
+    let case = Case {
+        name: "conv + relu: pad 1, odd sizes, N=3",
+        x: [3, 5, 7, 9],
+        cout: 6,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: true,
+    };
+    let (xs, ws, ys) = (case.x, case.w(), case.y());
+    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let bv = rng.vec(case.cout, -1.0, 1.0);
+    let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+    let base = rng.vec(xs.iter().product(), -1.0, 1.0);
+    // The ReLU's input below the conv, some of it exactly 0 (a shut gate, as in PyTorch).
+    let mut rxv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    for v in rxv.iter_mut().step_by(7) {
+        *v = 0.0;
+    }
+    let (x, w, b, dy, rx) = (
+        upload(&xs, &xv),
+        upload(&ws, &wv),
+        upload(&[case.cout], &bv),
+        upload(&ys, &dyv),
+        upload(&xs, &rxv),
+    );
+    let want_y = forward_ref(&case, &xv, &wv, Some(&bv));
+    let want_relu: Vec<f64> = want_y.iter().map(|v| v.max(0.0)).collect();
+    let g = backward_input_ref(&case, &dyv, &wv);
+    let rules = [ReluRule::Standard, ReluRule::Guided, ReluRule::Deconvnet];
+    let variants = [
+        Conv2dVariant::Winograd,
+        Conv2dVariant::WinogradF4,
+        Conv2dVariant::Direct,
+        Conv2dVariant::Tiled,
+    ];
+    let mut seen = BTreeSet::new();
+    for v in variants {
+        let native = matches!(v, Conv2dVariant::Winograd | Conv2dVariant::WinogradF4);
+        let cache = Conv2dWeightCache::new();
+        let (y, yr, plain_y) = (poisoned(&ys), poisoned(&ys), poisoned(&ys));
+        let (fused, plain) = with_conv2d_variant(v, || {
+            (
+                conv2d_forward_relu_cached(c, &y, &yr, &x, &w, Some(&b), &case.cfg, &cache),
+                conv2d_forward_cached(c, &plain_y, &x, &w, Some(&b), &case.cfg, &cache),
+            )
+        });
+        let (fused, plain) = (fused.unwrap(), plain.unwrap());
+        let name = format!("forward {}", v.name());
+        assert_eq!(Conv2dVariant::of_kernel(fused.kernel()), Some(v), "{name}");
+        let more = if native { 0 } else { 1 };
+        assert_eq!(fused.launches(), plain.launches() + more, "{name}");
+        run(&[&fused]);
+        let terms = ws[1] * 9;
+        assert_close(&name, &download(&y), &want_y, atol_for(v, terms), 1e-5);
+        let relu_name = format!("{name}: the ReLU's output");
+        assert_close(
+            &relu_name,
+            &download(&yr),
+            &want_relu,
+            atol_for(v, terms),
+            1e-5,
+        );
+
+        for (rule, accumulate) in rules.into_iter().flat_map(|r| [(r, false), (r, true)]) {
+            let gated: Vec<f64> = g
+                .iter()
+                .zip(&rxv)
+                .map(|(&g, &r)| match rule {
+                    ReluRule::Guided if r > 0.0 && g > 0.0 => g,
+                    ReluRule::Standard if r > 0.0 => g,
+                    ReluRule::Deconvnet => g.max(0.0),
+                    _ => 0.0,
+                })
+                .collect();
+            let (dx, want): (_, Vec<f64>) = if accumulate {
+                let sum = gated.iter().zip(&base).map(|(a, &b)| a + b as f64);
+                (upload(&xs, &base), sum.collect())
+            } else {
+                (poisoned(&xs), gated)
+            };
+            let name = format!("backward {} {rule:?} accumulate {accumulate}", v.name());
+            let (fused, plain) = with_conv2d_variant(v, || {
+                let plain_dx = poisoned(&xs);
+                (
+                    conv2d_backward_input_relu_cached(
+                        c, &dx, &dy, &w, &case.cfg, &rx, rule, accumulate, &cache,
+                    ),
+                    conv2d_backward_input_cached(c, &plain_dx, &dy, &w, &case.cfg, false, &cache),
+                )
+            });
+            let (fused, plain) = (fused.unwrap(), plain.unwrap());
+            assert_eq!(Conv2dVariant::of_kernel(fused.kernel()), Some(v), "{name}");
+            assert_eq!(fused.launches(), plain.launches() + more, "{name}");
+            entries(&[&fused], &mut seen);
+            run(&[&fused]);
+            let terms = case.cout * 9;
+            assert_close(&name, &download(&dx), &want, atol_for(v, terms), 1e-5);
+        }
+        let e = with_conv2d_variant(v, || {
+            conv2d_backward_input_relu_cached(
+                c,
+                &poisoned(&xs),
+                &dy,
+                &w,
+                &case.cfg,
+                &rx,
+                ReluRule::Redirected,
+                false,
+                &cache,
+            )
+        })
+        .expect_err("the redirected rule is not fused");
+        assert!(e.to_string().contains("redirected"), "{e}");
+        let e = with_conv2d_variant(v, || {
+            conv2d_forward_relu_cached(c, &y, &rx, &x, &w, Some(&b), &case.cfg, &cache)
+        })
+        .expect_err("a ReLU output of another shape");
+        assert!(e.to_string().contains("relu_y"), "{e}");
+    }
+    assert!(
+        seen.contains("winograd_output_transform") && seen.contains("winograd4_output_transform"),
+        "{seen:?}"
     );
 }

@@ -222,3 +222,56 @@ fn backward_between_unconnected_layers_is_an_error() {
     let msg = err.to_string();
     assert!(msg.contains("layer9") && msg.contains("layer1"), "{msg}");
 }
+
+/// A ReLU between two convs runs inside their dispatches: forward, its output is the conv's
+/// output clamped at 0, exactly, while the conv's own output stays readable (negative values
+/// and all); backward, its gradient is never materialized (asking for it says why) unless the
+/// pass ends there.
+#[test]
+fn relus_between_convs_run_inside_the_convs() {
+    let ctx = common::ctx();
+    let (model, x, shape) = load("vgg11_bn");
+    let layers = model.layers();
+    let at = (1..layers.len() - 1)
+        .find(|&i| {
+            layers[i].kind == "relu"
+                && layers[i - 1].kind.starts_with("conv2d")
+                && layers[i + 1].kind.starts_with("conv2d")
+        })
+        .expect("a ReLU between two convs");
+    let (conv, relu) = (layers[at - 1].name.as_str(), layers[at].name.as_str());
+    let fwd = model.forward_plan(ctx, shape).expect("plan");
+    fwd.input().write(ctx, &x).expect("input");
+    fwd.run(ctx).expect("run");
+    let read = |name: &str| {
+        fwd.activation(name)
+            .expect("activation")
+            .download(ctx)
+            .expect("download")
+    };
+    let (pre, post) = (read(conv), read(relu));
+    assert!(
+        pre.iter().any(|v| *v < 0.0),
+        "{conv} keeps its negative values"
+    );
+    let clamped: Vec<f32> = pre.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(post, clamped, "{relu} is {conv} clamped at 0");
+
+    let out = model.output_layer();
+    let bwd = model
+        .backward_plan(ctx, &fwd, out, None, ReluRule::Standard)
+        .expect("backward plan");
+    let e = bwd.grad(relu).expect_err("folded ReLU");
+    assert!(e.to_string().contains("not kept"), "{e}");
+    assert!(
+        bwd.grad(conv).is_ok(),
+        "the ReLU's input keeps its gradient"
+    );
+    let to_relu = model
+        .backward_plan(ctx, &fwd, out, Some(relu), ReluRule::Standard)
+        .expect("backward plan to the ReLU");
+    assert!(
+        to_relu.grad(relu).is_ok(),
+        "a pass ending at the ReLU keeps it"
+    );
+}

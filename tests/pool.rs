@@ -6,6 +6,7 @@ mod common;
 use common::*;
 
 use cnnvis::ops::pool::*;
+use cnnvis::ops::relu::ReluRule;
 use cnnvis::Tensor;
 
 // ---------------------------------------------------------------------------------------------
@@ -582,6 +583,60 @@ fn maxpool2d_backward_matches_cpu_reference() {
             1e-6,
             1e-6,
         );
+    }
+}
+
+/// The max backward through the ReLU before the pool (`maxpool2d_backward_relu`): the pool's
+/// gradient, then the ReLU's rule gated by its input (0 shuts the gate), for every rule, with
+/// and without accumulation, on both kernels (overlapping windows and VGG's 2x2).
+#[test]
+fn maxpool2d_backward_through_a_relu_matches_cpu_reference() {
+    let mut rng = Rng::new(16);
+    for (shape, cfg) in max_cases() {
+        let out = max_out_shape(shape, &cfg);
+        let xs = tie_heavy(&mut rng, numel(&shape));
+        let (_, am_ref) = maxpool_ref(&xs, shape, &cfg);
+        let dys = rng.vec(numel(&out), -1.0, 1.0);
+        let mut rxs = rng.vec(numel(&shape), -1.0, 1.0);
+        for v in rxs.iter_mut().step_by(5) {
+            *v = 0.0;
+        }
+        let base = rng.vec(numel(&shape), -1.0, 1.0);
+        let (am, dy, rx) = (
+            Tensor::from_u32(ctx(), &out, &am_ref).unwrap(),
+            upload(&out, &dys),
+            upload(&shape, &rxs),
+        );
+        let g = maxpool_backward_ref(&dys, &am_ref, shape, out);
+        for rule in [ReluRule::Standard, ReluRule::Guided, ReluRule::Deconvnet] {
+            let gated: Vec<f64> = g
+                .iter()
+                .zip(&rxs)
+                .map(|(&g, &r)| match rule {
+                    ReluRule::Standard if r > 0.0 => g,
+                    ReluRule::Guided if r > 0.0 && g > 0.0 => g,
+                    ReluRule::Deconvnet => g.max(0.0),
+                    _ => 0.0,
+                })
+                .collect();
+            for accumulate in [false, true] {
+                let (dx, want): (_, Vec<f64>) = if accumulate {
+                    let sum = gated.iter().zip(&base).map(|(a, &b)| a + b as f64);
+                    (upload(&shape, &base), sum.collect())
+                } else {
+                    (poisoned(&shape), gated.clone())
+                };
+                let d = maxpool2d_backward_relu(ctx(), &dx, &dy, &am, &cfg, &rx, rule, accumulate);
+                run(&[&d.unwrap()]);
+                let name = format!("maxpool backward {shape:?} {cfg:?} {rule:?} acc {accumulate}");
+                assert_close(&name, &download(&dx), &want, 1e-6, 1e-6);
+            }
+        }
+        let dx = poisoned(&shape);
+        let e =
+            maxpool2d_backward_relu(ctx(), &dx, &dy, &am, &cfg, &rx, ReluRule::Redirected, false)
+                .expect_err("the redirected rule is not fused");
+        assert!(e.to_string().contains("redirected"), "{e}");
     }
 }
 

@@ -1,6 +1,8 @@
 //! Forward and backward schedules of a [`Model`] for one input shape: every activation and
 //! gradient buffer allocated once, every [`Dispatch`] built once, so a step is recorded into
 //! one compute pass and one submission and can be replayed without rebuilding anything.
+//! A ReLU runs inside its neighbour's dispatch where that saves a launch: forward, a conv's;
+//! backward, that of the conv or max pool it feeds (see `backward_relu_fusions`).
 
 use std::sync::Arc;
 
@@ -8,14 +10,17 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, Dispatch, GpuContext, Tensor};
 use crate::model::graph::{LayerIndex, Model, NodeOp, Src};
 use crate::model::weights::ModelError;
-use crate::ops::conv2d::{conv2d_backward_input_cached, conv2d_forward_cached};
+use crate::ops::conv2d::{
+    conv2d_backward_input_cached, conv2d_backward_input_relu_cached, conv2d_forward_cached,
+    conv2d_forward_relu_cached,
+};
 use crate::ops::elementwise::{
     add_backward, add_forward, batchnorm_affine_backward_input, batchnorm_affine_forward,
 };
 use crate::ops::linear::{linear_backward_input_blocks_cached, linear_forward_rows_cached};
 use crate::ops::pool::{
     adaptive_avgpool2d_backward, adaptive_avgpool2d_forward, avgpool2d_backward, avgpool2d_forward,
-    maxpool2d_backward, maxpool2d_forward,
+    maxpool2d_backward, maxpool2d_backward_relu, maxpool2d_forward,
 };
 use crate::ops::relu::{relu_backward, relu_backward_redirected, relu_forward, ReluRule};
 
@@ -50,7 +55,11 @@ impl Model {
         let mut acts: Vec<Tensor> = Vec::with_capacity(self.nodes.len());
         let mut argmax = Vec::with_capacity(self.nodes.len());
         let mut dispatches = Vec::with_capacity(self.nodes.len());
-        for node in &self.nodes {
+        // A conv's ReLU runs in the conv's dispatch (conv2d_forward_relu_cached): its output is
+        // allocated with the conv's and its own node launches nothing.
+        let fused = self.forward_relu_fusions();
+        let mut early: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        for (idx, node) in self.nodes.iter().enumerate() {
             let ins: Vec<&Tensor> = node
                 .inputs
                 .iter()
@@ -76,12 +85,35 @@ impl Model {
             let y = match &node.op {
                 NodeOp::Flatten => x.reshape(&shape)?,
                 NodeOp::Identity => x.clone(),
+                _ if early[idx].is_some() => early[idx].take().expect("checked"),
                 _ => {
                     let y = Tensor::empty(ctx, &shape, DType::F32).map_err(wrap)?;
                     match &node.op {
-                        NodeOp::Conv { w, b, cfg, packs } => dispatches.push(
-                            conv2d_forward_cached(ctx, &y, x, w, b.as_ref(), cfg, packs)?,
-                        ),
+                        NodeOp::Conv { w, b, cfg, packs } => match fused[idx] {
+                            Some(j) => {
+                                let r = Tensor::empty(ctx, &shape, DType::F32)?;
+                                dispatches.push(conv2d_forward_relu_cached(
+                                    ctx,
+                                    &y,
+                                    &r,
+                                    x,
+                                    w,
+                                    b.as_ref(),
+                                    cfg,
+                                    packs,
+                                )?);
+                                early[j] = Some(r);
+                            }
+                            None => dispatches.push(conv2d_forward_cached(
+                                ctx,
+                                &y,
+                                x,
+                                w,
+                                b.as_ref(),
+                                cfg,
+                                packs,
+                            )?),
+                        },
                         NodeOp::Affine { scale, shift } => {
                             dispatches.push(batchnorm_affine_forward(ctx, &y, x, scale, shift)?)
                         }
@@ -195,9 +227,17 @@ impl Model {
                 ),
             ));
         }
+        // A ReLU under a conv or a max pool runs in that node's backward dispatch
+        // (conv2d_backward_input_relu_cached, maxpool2d_backward_relu): its gradient is never
+        // materialized.
+        let fused = self.backward_relu_fusions(&on_path, to_src, from_node, rule);
+        let mut folded = vec![false; n];
+        for &(j, _) in fused.iter().flatten() {
+            folded[j] = true;
+        }
         let grads: Vec<Option<Tensor>> = (0..n)
             .map(|i| {
-                (on_path(i) || to_src == Src::Node(i))
+                ((on_path(i) || to_src == Src::Node(i)) && !folded[i])
                     .then(|| Tensor::zeros(ctx, forward.acts[i].shape()))
                     .transpose()
             })
@@ -212,7 +252,7 @@ impl Model {
         let mut dispatches = Vec::new();
         let mut relu_flags: Option<Tensor> = None;
         for i in (0..=from_node).rev() {
-            if !on_path(i) {
+            if !on_path(i) || folded[i] {
                 continue;
             }
             let node = &self.nodes[i];
@@ -220,7 +260,12 @@ impl Model {
                 .as_ref()
                 .expect("every node on the path has a gradient");
             for src in &node.inputs {
-                let (dx, acc) = match *src {
+                // Through a ReLU folded into this node: on to the ReLU's input.
+                let (src, relu_x) = match fused[i] {
+                    Some((_, k)) => (k, Some(forward.source(k))),
+                    None => (*src, None),
+                };
+                let (dx, acc) = match src {
                     Src::Input if to_src == Src::Input => {
                         let acc = input_written;
                         input_written = true;
@@ -233,14 +278,14 @@ impl Model {
                     }
                     _ => continue,
                 };
-                let x = match node.inputs[0] {
-                    Src::Input => &forward.input,
-                    Src::Node(j) => &forward.acts[j],
-                };
+                let x = forward.source(node.inputs[0]);
                 match &node.op {
-                    NodeOp::Conv { w, cfg, packs, .. } => dispatches.push(
-                        conv2d_backward_input_cached(ctx, dx, dy, w, cfg, acc, packs)?,
-                    ),
+                    NodeOp::Conv { w, cfg, packs, .. } => dispatches.push(match relu_x {
+                        Some(rx) => conv2d_backward_input_relu_cached(
+                            ctx, dx, dy, w, cfg, rx, rule, acc, packs,
+                        )?,
+                        None => conv2d_backward_input_cached(ctx, dx, dy, w, cfg, acc, packs)?,
+                    }),
                     NodeOp::Affine { scale, .. } => {
                         dispatches.push(batchnorm_affine_backward_input(ctx, dx, dy, scale, acc)?)
                     }
@@ -258,7 +303,12 @@ impl Model {
                     NodeOp::Relu => dispatches.push(relu_backward(ctx, dx, dy, x, rule, acc)?),
                     NodeOp::MaxPool(cfg) => {
                         let am = forward.argmax[i].as_ref().expect("max pools keep argmax");
-                        dispatches.push(maxpool2d_backward(ctx, dx, dy, am, cfg, acc)?)
+                        dispatches.push(match relu_x {
+                            Some(rx) => {
+                                maxpool2d_backward_relu(ctx, dx, dy, am, cfg, rx, rule, acc)?
+                            }
+                            None => maxpool2d_backward(ctx, dx, dy, am, cfg, acc)?,
+                        })
                     }
                     NodeOp::AvgPool(cfg) => {
                         dispatches.push(avgpool2d_backward(ctx, dx, dy, cfg, acc)?)
@@ -287,6 +337,7 @@ impl Model {
         Ok(BackwardPlan {
             seed,
             grads,
+            folded,
             input_grad,
             dispatches,
             index: self.index.clone(),
@@ -294,7 +345,88 @@ impl Model {
     }
 }
 
+impl Model {
+    /// For each conv node, the ReLU node the forward plan runs in its dispatch: the first
+    /// ReLU whose only input is the conv.
+    fn forward_relu_fusions(&self) -> Vec<Option<usize>> {
+        let mut taken = vec![false; self.nodes.len()];
+        (0..self.nodes.len())
+            .map(|i| {
+                if !matches!(self.nodes[i].op, NodeOp::Conv { .. }) {
+                    return None;
+                }
+                let j = (i + 1..self.nodes.len()).find(|&j| {
+                    !taken[j]
+                        && matches!(self.nodes[j].op, NodeOp::Relu)
+                        && self.nodes[j].inputs == [Src::Node(i)]
+                })?;
+                taken[j] = true;
+                Some(j)
+            })
+            .collect()
+    }
+
+    /// For each conv or max-pool node on a backward path, the ReLU below it that its backward
+    /// dispatch applies, and that ReLU's input: where its input is a ReLU's output that feeds
+    /// nothing else on the path (so its gradient is this node's alone), the ReLU is not the
+    /// pass's lower end, its input has a gradient to receive, and the rule needs no per-image
+    /// flags.
+    fn backward_relu_fusions(
+        &self,
+        on_path: &dyn Fn(usize) -> bool,
+        to_src: Src,
+        from_node: usize,
+        rule: ReluRule,
+    ) -> Vec<Option<(usize, Src)>> {
+        let n = self.nodes.len();
+        let mut consumers = vec![0usize; n];
+        for (i, node) in self.nodes.iter().enumerate().take(from_node + 1) {
+            if on_path(i) {
+                for src in &node.inputs {
+                    if let Src::Node(j) = *src {
+                        consumers[j] += 1;
+                    }
+                }
+            }
+        }
+        (0..n)
+            .map(|i| {
+                if rule == ReluRule::Redirected
+                    || i > from_node
+                    || !on_path(i)
+                    || !matches!(self.nodes[i].op, NodeOp::Conv { .. } | NodeOp::MaxPool(_))
+                {
+                    return None;
+                }
+                let Src::Node(j) = *self.nodes[i].inputs.first()? else {
+                    return None;
+                };
+                let relu = &self.nodes[j];
+                let k = *relu.inputs.first()?;
+                let receives = match k {
+                    Src::Input => to_src == Src::Input,
+                    Src::Node(kk) => on_path(kk) || to_src == k,
+                };
+                (matches!(relu.op, NodeOp::Relu)
+                    && on_path(j)
+                    && to_src != Src::Node(j)
+                    && consumers[j] == 1
+                    && receives)
+                    .then_some((j, k))
+            })
+            .collect()
+    }
+}
+
 impl ForwardPlan {
+    /// The tensor `src` names: the input or a node's activation.
+    fn source(&self, src: Src) -> &Tensor {
+        match src {
+            Src::Input => &self.input,
+            Src::Node(i) => &self.acts[i],
+        }
+    }
+
     /// The input and every activation tensor the plan allocated (for memory accounting).
     pub(crate) fn tensors(&self) -> Vec<&Tensor> {
         let argmax = self.argmax.iter().flatten();
@@ -339,6 +471,8 @@ impl ForwardPlan {
 pub struct BackwardPlan {
     seed: Tensor,
     grads: Vec<Option<Tensor>>,
+    /// ReLU nodes whose gradient the conv or max pool above applies (never materialized).
+    folded: Vec<bool>,
     input_grad: Option<Tensor>,
     dispatches: Vec<Dispatch>,
     index: Arc<LayerIndex>,
@@ -368,6 +502,18 @@ impl BackwardPlan {
     /// The gradient at layer `name`'s output (a layer between the plan's ends).
     pub fn grad(&self, name: &str) -> Result<&Tensor> {
         let src = self.index.find(name)?;
+        if let Src::Node(i) = src {
+            if self.folded[i] {
+                return Err(Error::shape(
+                    "model",
+                    format!(
+                        "the gradient at ReLU `{name}` is not kept: the layer above it applies \
+                         the ReLU in its own launches; end the backward pass at `{name}` to \
+                         read it"
+                    ),
+                ));
+            }
+        }
         let t = match src {
             Src::Input => self.input_grad.as_ref(),
             Src::Node(i) => self.grads[i].as_ref(),

@@ -36,6 +36,11 @@
 //! [`conv2d_forward_variant`] and [`conv2d_backward_input_variant`] force one per call.
 //! Backward-weight picks from the shapes alone.
 //!
+//! A ReLU beside a conv can run in the conv's dispatch: after it forward
+//! ([`conv2d_forward_relu_cached`]), before it backward ([`conv2d_backward_input_relu_cached`]).
+//! The Winograd variants apply it in their output transform, which saves the ReLU's launch and
+//! a pass over the tensor; the other variants chain the ReLU's own kernel.
+//!
 //! Autotuning: on GPU adapters, the first time a forward or backward-to-input dispatch is built
 //! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct,
 //! both Winograd and both gemm sizes, and tiled; never rows, whose accumulators spill a GPU
@@ -58,7 +63,8 @@ use crate::ops::conv1x1_windows::{self as windows1, Px1Plan};
 use crate::ops::conv2d_cols::ColsPlan;
 use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape, GemmTile};
 use crate::ops::conv2d_windows::{self as windows, WindowPlan};
-use crate::ops::conv2d_winograd::{self as winograd, WinogradPlan, WinogradTile};
+use crate::ops::conv2d_winograd::{self as winograd, WinogradEpilogue, WinogradPlan, WinogradTile};
+use crate::ops::relu::{relu_backward, relu_forward, ReluRule};
 /// The windows kernels' packed weights of one conv layer (see [`WeightPacks`]).
 pub use crate::ops::windows::WeightPacks as Conv2dWeightCache;
 pub use crate::ops::windows::WeightPacks;
@@ -1336,10 +1342,20 @@ fn autotune(
         // outside the timing.
         let cache = Some(WeightPacks::new());
         let d = match pass {
-            Conv2dPass::Forward => forward(ctx, Some(v), &y, &x, &w, None, &g.cfg, cache.as_ref())?,
-            Conv2dPass::BackwardInput => {
-                backward_input(ctx, Some(v), &x, &y, &w, &g.cfg, false, cache.as_ref())?
+            Conv2dPass::Forward => {
+                forward(ctx, Some(v), &y, &x, &w, None, &g.cfg, cache.as_ref(), None)?
             }
+            Conv2dPass::BackwardInput => backward_input(
+                ctx,
+                Some(v),
+                &x,
+                &y,
+                &w,
+                &g.cfg,
+                false,
+                cache.as_ref(),
+                None,
+            )?,
         };
         submit(&d, 1)?;
         let once = submit(&d, 1)?;
@@ -1381,7 +1397,7 @@ pub fn conv2d_forward(
     b: Option<&Tensor>,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
-    forward(ctx, None, y, x, w, b, cfg, None)
+    forward(ctx, None, y, x, w, b, cfg, None, None)
 }
 
 /// [`conv2d_forward`] keeping whatever the kernel prepares from `w` alone (the windows
@@ -1396,7 +1412,25 @@ pub fn conv2d_forward_cached(
     cfg: &Conv2dConfig,
     cache: &Conv2dWeightCache,
 ) -> Result<Dispatch> {
-    forward(ctx, None, y, x, w, b, cfg, Some(cache))
+    forward(ctx, None, y, x, w, b, cfg, Some(cache), None)
+}
+
+/// [`conv2d_forward_cached`] followed by a ReLU: `relu_y = max(y, 0)` as well as `y` (which
+/// stays the conv's output, for callers that read it). The Winograd variants apply the ReLU
+/// as they store `y`, saving its launch and a read of `y`; the others run the ReLU's own
+/// kernel after the conv, in the same dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_relu_cached(
+    ctx: &GpuContext,
+    y: &Tensor,
+    relu_y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    cfg: &Conv2dConfig,
+    cache: &Conv2dWeightCache,
+) -> Result<Dispatch> {
+    forward(ctx, None, y, x, w, b, cfg, Some(cache), Some(relu_y))
 }
 
 /// [`conv2d_forward`] with the kernel variant given; an error where it does not apply.
@@ -1409,7 +1443,7 @@ pub fn conv2d_forward_variant(
     b: Option<&Tensor>,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
-    forward(ctx, Some(variant), y, x, w, b, cfg, None)
+    forward(ctx, Some(variant), y, x, w, b, cfg, None, None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1422,6 +1456,7 @@ fn forward(
     b: Option<&Tensor>,
     cfg: &Conv2dConfig,
     cache: Option<&Conv2dWeightCache>,
+    relu_y: Option<&Tensor>,
 ) -> Result<Dispatch> {
     const OP: &str = "conv2d_forward";
     let g = geometry(OP, x.shape(), w.shape(), cfg)?;
@@ -1429,6 +1464,10 @@ fn forward(
     expect_dtype(OP, "w", w, DType::F32)?;
     expect_dtype(OP, "y", y, DType::F32)?;
     expect_shape(OP, "y", y, &g.y_shape())?;
+    if let Some(r) = relu_y {
+        expect_dtype(OP, "relu_y", r, DType::F32)?;
+        expect_shape(OP, "relu_y", r, &g.y_shape())?;
+    }
     let placeholder;
     let bias = match b {
         Some(b) => {
@@ -1444,7 +1483,8 @@ fn forward(
     let mut params = g.params(OP)?;
     params.has_bias = b.is_some() as i32;
     let bindings = [(1, x), (2, w), (3, bias), (4, y)];
-    match pick_variant(ctx, OP, &g, Conv2dPass::Forward, forced)? {
+    let variant = pick_variant(ctx, OP, &g, Conv2dPass::Forward, forced)?;
+    let conv = match variant {
         Conv2dVariant::Windows => {
             let plan = g
                 .window_plan(Conv2dPass::Forward)
@@ -1463,7 +1503,8 @@ fn forward(
                 .and_then(|t| g.winograd_plan(Conv2dPass::Forward, t))
                 .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
             let product = |s: &GemmShape| winograd_product_plan(ctx, s);
-            plan.build(ctx, y, x, w, b, false, false, cache, product)
+            let epilogue = relu_y.map_or(WinogradEpilogue::None, WinogradEpilogue::Relu);
+            return plan.build(ctx, y, x, w, b, false, false, epilogue, cache, product);
         }
         Conv2dVariant::Rows => {
             let blocks_c = g.cout_g().div_ceil(ROW_C);
@@ -1488,6 +1529,13 @@ fn forward(
             params.threads = to_i32(OP, "threads", threads)?;
             ctx.dispatch(FORWARD, &params, &bindings, ctx.grid_1d(threads)?)
         }
+    }?;
+    match relu_y {
+        Some(r) => Ok(Dispatch::chain(
+            conv.kernel(),
+            vec![conv, relu_forward(ctx, r, y)?],
+        )),
+        None => Ok(conv),
     }
 }
 
@@ -1501,7 +1549,7 @@ pub fn conv2d_backward_input(
     cfg: &Conv2dConfig,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    backward_input(ctx, None, dx, dy, w, cfg, accumulate, None)
+    backward_input(ctx, None, dx, dy, w, cfg, accumulate, None, None)
 }
 
 /// [`conv2d_backward_input`] with packed weights kept in `cache` (see
@@ -1515,7 +1563,29 @@ pub fn conv2d_backward_input_cached(
     accumulate: bool,
     cache: &Conv2dWeightCache,
 ) -> Result<Dispatch> {
-    backward_input(ctx, None, dx, dy, w, cfg, accumulate, Some(cache))
+    backward_input(ctx, None, dx, dy, w, cfg, accumulate, Some(cache), None)
+}
+
+/// [`conv2d_backward_input_cached`] through the ReLU that produced the conv's input: `dx` is
+/// the gradient at that ReLU's input `relu_x`, `rule` applied to the conv's gradient (any rule
+/// but [`ReluRule::Redirected`], whose per-image flags need their own launches). The Winograd
+/// variants apply the rule as they store, saving the ReLU's launch and the intermediate
+/// gradient; the others write the conv's gradient into a scratch tensor and run the ReLU's
+/// backward kernel after it, in the same dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_input_relu_cached(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    cfg: &Conv2dConfig,
+    relu_x: &Tensor,
+    rule: ReluRule,
+    accumulate: bool,
+    cache: &Conv2dWeightCache,
+) -> Result<Dispatch> {
+    let relu = Some((relu_x, rule));
+    backward_input(ctx, None, dx, dy, w, cfg, accumulate, Some(cache), relu)
 }
 
 /// [`conv2d_backward_input`] with the kernel variant given; an error where it does not apply.
@@ -1528,7 +1598,7 @@ pub fn conv2d_backward_input_variant(
     cfg: &Conv2dConfig,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    backward_input(ctx, Some(variant), dx, dy, w, cfg, accumulate, None)
+    backward_input(ctx, Some(variant), dx, dy, w, cfg, accumulate, None, None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1541,6 +1611,7 @@ fn backward_input(
     cfg: &Conv2dConfig,
     accumulate: bool,
     cache: Option<&Conv2dWeightCache>,
+    relu: Option<(&Tensor, ReluRule)>,
 ) -> Result<Dispatch> {
     const OP: &str = "conv2d_backward_input";
     let g = geometry(OP, dx.shape(), w.shape(), cfg)?;
@@ -1548,10 +1619,55 @@ fn backward_input(
     expect_dtype(OP, "dy", dy, DType::F32)?;
     expect_dtype(OP, "w", w, DType::F32)?;
     expect_shape(OP, "dy", dy, &g.y_shape())?;
+    if let Some((x, rule)) = relu {
+        expect_dtype(OP, "relu_x", x, DType::F32)?;
+        expect_shape(OP, "relu_x", x, dx.shape())?;
+        if rule == ReluRule::Redirected {
+            return Err(Error::shape(
+                OP,
+                "the redirected ReLU rule needs per-image flags: run relu_backward_redirected \
+                 after the conv",
+            ));
+        }
+    }
+    let variant = pick_variant(ctx, OP, &g, Conv2dPass::BackwardInput, forced)?;
+    if let (Some((x, rule)), Some(tile)) = (relu, variant.winograd_tile()) {
+        let plan = g
+            .winograd_plan(Conv2dPass::BackwardInput, tile)
+            .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
+        let product = |s: &GemmShape| winograd_product_plan(ctx, s);
+        let epilogue = WinogradEpilogue::ReluBackward(x, rule);
+        return plan.build(
+            ctx, dx, dy, w, None, true, accumulate, epilogue, cache, product,
+        );
+    }
+    // Without a fused kernel: the conv's gradient into scratch, then the ReLU's rule.
+    let Some((x, rule)) = relu else {
+        return backward_input_conv(ctx, &g, variant, dx, dy, w, accumulate, cache);
+    };
+    let scratch = Tensor::empty(ctx, dx.shape(), DType::F32)?;
+    let conv = backward_input_conv(ctx, &g, variant, &scratch, dy, w, false, cache)?;
+    let after = relu_backward(ctx, dx, &scratch, x, rule, accumulate)?;
+    Ok(Dispatch::chain(conv.kernel(), vec![conv, after]))
+}
+
+/// The launches of one backward-to-input pass on `variant` (checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn backward_input_conv(
+    ctx: &GpuContext,
+    g: &Geometry,
+    variant: Conv2dVariant,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    accumulate: bool,
+    cache: Option<&Conv2dWeightCache>,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d_backward_input";
     let mut params = g.params(OP)?;
     params.accumulate = accumulate as i32;
     let bindings = [(2, w), (5, dy), (6, dx)];
-    match pick_variant(ctx, OP, &g, Conv2dPass::BackwardInput, forced)? {
+    match variant {
         Conv2dVariant::Windows => {
             let plan = g
                 .window_plan(Conv2dPass::BackwardInput)
@@ -1580,7 +1696,10 @@ fn backward_input(
                 .and_then(|t| g.winograd_plan(Conv2dPass::BackwardInput, t))
                 .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
             let product = |s: &GemmShape| winograd_product_plan(ctx, s);
-            plan.build(ctx, dx, dy, w, None, true, accumulate, cache, product)
+            let epilogue = WinogradEpilogue::None;
+            plan.build(
+                ctx, dx, dy, w, None, true, accumulate, epilogue, cache, product,
+            )
         }
         Conv2dVariant::Rows => {
             let blocks_c = g.cin_g().div_ceil(ROW_C_BWI);

@@ -13,9 +13,10 @@
 
 use std::cell::Cell;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape};
+use crate::ops::relu::ReluRule;
 use crate::ops::to_i32;
 use crate::ops::windows::WeightPacks;
 
@@ -102,8 +103,46 @@ struct WinogradParams {
     has_bias: i32,
     accumulate: i32,
     threads: i32,
+    epilogue: i32,
+    _pad: [i32; 3],
 }
-const _: () = assert!(std::mem::size_of::<WinogradParams>() == 64);
+const _: () = assert!(std::mem::size_of::<WinogradParams>() == 80);
+
+/// A ReLU the output transform applies as it stores (`p.epilogue` in winograd.wgsl).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WinogradEpilogue<'a> {
+    /// The conv alone.
+    None,
+    /// Forward: also writes `max(out, 0)` into the tensor given (the ReLU's output).
+    Relu(&'a Tensor),
+    /// Backward to the input through the ReLU whose input is the tensor given: stores the
+    /// rule applied to the conv's gradient.
+    ReluBackward(&'a Tensor, ReluRule),
+}
+
+impl WinogradEpilogue<'_> {
+    /// The shader's code and the tensor bound as `aux`.
+    fn code(&self) -> Result<(i32, Option<&Tensor>)> {
+        Ok(match *self {
+            WinogradEpilogue::None => (0, None),
+            WinogradEpilogue::Relu(t) => (1, Some(t)),
+            WinogradEpilogue::ReluBackward(t, rule) => {
+                let code = match rule {
+                    ReluRule::Standard => 2,
+                    ReluRule::Guided => 3,
+                    ReluRule::Deconvnet => 4,
+                    ReluRule::Redirected => {
+                        return Err(Error::shape(
+                            "conv2d_winograd",
+                            "the redirected ReLU rule needs per-image flags and is not fused",
+                        ))
+                    }
+                };
+                (code, Some(t))
+            }
+        })
+    }
+}
 
 /// One pass as F(m x m, 3x3): `out [N, co, Ho, Wo] (+)= conv3x3(src [N, cs, Hi, Wi])` at
 /// stride 1 with padding `pad` (Ho = Hi + 2 pad - 2), in chunks of images.
@@ -183,7 +222,7 @@ impl WinogradPlan {
     /// The launches: `out (+)= conv(src, w) (+ bias)` with `w` [co, cs, 3, 3] forward
     /// (`flip` false), or `w` [cs, co, 3, 3] used as its adjoint (backward to the input: src
     /// is dy, out is dx). `product` plans each chunk's grouped product. Shapes are checked
-    /// by the caller.
+    /// by the caller, `epilogue`'s tensor has out's shape.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         &self,
@@ -194,6 +233,7 @@ impl WinogradPlan {
         bias: Option<&Tensor>,
         flip: bool,
         accumulate: bool,
+        epilogue: WinogradEpilogue<'_>,
         cache: Option<&WeightPacks>,
         product: impl Fn(&GemmShape) -> Result<GemmPlan>,
     ) -> Result<Dispatch> {
@@ -202,6 +242,7 @@ impl WinogradPlan {
         let [ho, wo] = self.out_hw;
         let [th, tw] = self.tiles;
         let co = self.co;
+        let (code, aux) = epilogue.code()?;
         let base = WinogradParams {
             nc: 0,
             n0: 0,
@@ -219,6 +260,8 @@ impl WinogradPlan {
             has_bias: bias.is_some() as i32,
             accumulate: accumulate as i32,
             threads: 0,
+            epilogue: code,
+            _pad: [0; 3],
         };
         // Every flat index the kernels form.
         to_i32(OP, "tensor size", n * cs.max(co) * hi.max(ho) * wi.max(wo))?;
@@ -226,6 +269,15 @@ impl WinogradPlan {
         to_i32(OP, "transformed size", taps * self.threads())?;
         let placeholder = ctx.placeholder()?;
         let bias_t = bias.unwrap_or(&placeholder);
+        // A binding of its own when unused: the placeholder may be bound read-only as bias.
+        let unused_aux;
+        let aux = match aux {
+            Some(t) => t,
+            None => {
+                unused_aux = ctx.workspace("winograd unused aux", &[4])?;
+                &unused_aux
+            }
+        };
         let mut parts = Vec::new();
         let transform = |u: &Tensor| {
             let params = WinogradParams {
@@ -281,7 +333,7 @@ impl WinogradPlan {
             parts.push(gemm::build(
                 ctx, &shape, &plan, false, &m, &v, &u, None, false,
             )?);
-            let bindings = [(5, &m), (6, bias_t), (7, out)];
+            let bindings = [(5, &m), (6, bias_t), (7, out), (8, aux)];
             parts.push(launch(self.tile.output, co, &bindings)?);
         }
         Ok(Dispatch::chain(self.tile.output, parts))

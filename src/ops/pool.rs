@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::ops::relu::ReluRule;
 use crate::ops::{expect_dtype, expect_rank, expect_shape, to_u32};
 
 const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "maxpool2d_forward");
@@ -162,8 +163,10 @@ struct PoolParams {
     d_w: u32,
     count_include_pad: u32,
     accumulate: u32,
+    relu: u32,
+    _pad: [u32; 3],
 }
-const _: () = assert!(std::mem::size_of::<PoolParams>() == 64);
+const _: () = assert!(std::mem::size_of::<PoolParams>() == 80);
 
 /// Kernel arithmetic on window coordinates is signed 32-bit.
 const I32_LIMIT: usize = i32::MAX as usize;
@@ -404,6 +407,35 @@ pub fn maxpool2d_backward(
     cfg: &MaxPool2dConfig,
     accumulate: bool,
 ) -> Result<Dispatch> {
+    max_backward(ctx, dx, dy, argmax, cfg, None, accumulate)
+}
+
+/// [`maxpool2d_backward`] through the ReLU that produced the pool's input: `dx` is the
+/// gradient at that ReLU's input `relu_x`, `rule` applied to the pool's gradient as it is
+/// stored (any rule but [`ReluRule::Redirected`]), which saves the ReLU's own launch.
+#[allow(clippy::too_many_arguments)]
+pub fn maxpool2d_backward_relu(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    argmax: &Tensor,
+    cfg: &MaxPool2dConfig,
+    relu_x: &Tensor,
+    rule: ReluRule,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    max_backward(ctx, dx, dy, argmax, cfg, Some((relu_x, rule)), accumulate)
+}
+
+fn max_backward(
+    ctx: &GpuContext,
+    dx: &Tensor,
+    dy: &Tensor,
+    argmax: &Tensor,
+    cfg: &MaxPool2dConfig,
+    relu: Option<(&Tensor, ReluRule)>,
+    accumulate: bool,
+) -> Result<Dispatch> {
     const OP: &str = "maxpool2d_backward";
     expect_dtype(OP, "dx", dx, DType::F32)?;
     expect_dtype(OP, "dy", dy, DType::F32)?;
@@ -420,21 +452,40 @@ pub fn maxpool2d_backward(
         [cfg.kernel, cfg.stride, cfg.padding, cfg.dilation],
     )?;
     params.accumulate = accumulate as u32;
+    let placeholder;
+    let x = match relu {
+        Some((x, rule)) => {
+            expect_dtype(OP, "relu_x", x, DType::F32)?;
+            expect_shape(OP, "relu_x", x, dx.shape())?;
+            params.relu = match rule {
+                ReluRule::Standard => 1,
+                ReluRule::Guided => 2,
+                ReluRule::Deconvnet => 3,
+                ReluRule::Redirected => {
+                    return Err(Error::shape(
+                        OP,
+                        "the redirected ReLU rule needs per-image flags and is not fused",
+                    ))
+                }
+            };
+            x
+        }
+        None => {
+            placeholder = ctx.placeholder()?;
+            &placeholder
+        }
+    };
+    let bindings = [(1, x), (4, dy), (5, dx), (6, argmax)];
     if tiles_2x2(shape4(dx), out, cfg) {
         params.n = to_u32(OP, "outputs", dy.numel())?;
         return ctx.dispatch(
             MAX_BACKWARD_2X2,
             &params,
-            &[(4, dy), (5, dx), (6, argmax)],
+            &bindings,
             ctx.grid_1d(dy.numel())?,
         );
     }
-    ctx.dispatch(
-        MAX_BACKWARD,
-        &params,
-        &[(4, dy), (5, dx), (6, argmax)],
-        ctx.grid_1d(dx.numel())?,
-    )
+    ctx.dispatch(MAX_BACKWARD, &params, &bindings, ctx.grid_1d(dx.numel())?)
 }
 
 fn avg_params(
