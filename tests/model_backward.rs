@@ -267,6 +267,30 @@ fn relus_between_convs_run_inside_the_convs() {
         bwd.grad(conv).is_ok(),
         "the ReLU's input keeps its gradient"
     );
+    // Flatten and dropout (identity) pass their gradient on in the same buffer: no copies.
+    let passing: Vec<usize> = (1..layers.len())
+        .filter(|&i| matches!(layers[i].kind.as_str(), "flatten" | "identity"))
+        .collect();
+    assert!(passing.len() >= 2, "vgg11_bn has a flatten and dropouts");
+    let seed = vec![1.0; fwd.output().numel()];
+    bwd.seed().write(ctx, &seed).expect("seed");
+    let mut all = fwd.dispatches();
+    all.extend(bwd.dispatches());
+    ctx.run(&all).expect("run");
+    let entries: Vec<&str> = bwd.dispatches().iter().map(|d| d.kernel().entry).collect();
+    assert!(!entries.contains(&"add_backward"), "{entries:?}");
+    for i in passing {
+        let (a, b) = (&layers[i].name, &layers[i - 1].name);
+        let read = |name: &str| {
+            bwd.grad(name)
+                .expect("grad")
+                .download(ctx)
+                .expect("download")
+        };
+        let (ga, gb) = (read(a), read(b));
+        assert!(ga.iter().any(|v| *v != 0.0), "{a}");
+        assert_eq!(ga, gb, "{b} has {a}'s gradient");
+    }
     let to_relu = model
         .backward_plan(ctx, &fwd, out, Some(relu), ReluRule::Standard)
         .expect("backward plan to the ReLU");

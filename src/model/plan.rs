@@ -235,13 +235,30 @@ impl Model {
         for &(j, _) in fused.iter().flatten() {
             folded[j] = true;
         }
-        let grads: Vec<Option<Tensor>> = (0..n)
-            .map(|i| {
-                ((on_path(i) || to_src == Src::Node(i)) && !folded[i])
-                    .then(|| Tensor::zeros(ctx, forward.acts[i].shape()))
-                    .transpose()
-            })
-            .collect::<Result<_>>()?;
+        // A flatten or identity (dropout) node that is its input's only consumer passes its
+        // gradient on unchanged: the input's gradient is the same buffer, and no copy runs.
+        let consumers = self.path_consumers(&on_path, from_node);
+        let mut shared_with: Vec<Option<usize>> = vec![None; n];
+        for (i, node) in self.nodes.iter().enumerate().take(from_node + 1) {
+            if let (NodeOp::Flatten | NodeOp::Identity, [Src::Node(j)]) =
+                (&node.op, node.inputs.as_slice())
+            {
+                if on_path(i) && consumers[*j] == 1 && (on_path(*j) || to_src == Src::Node(*j)) {
+                    shared_with[*j] = Some(i);
+                }
+            }
+        }
+        let mut grads: Vec<Option<Tensor>> = vec![None; n];
+        for i in (0..n).rev() {
+            if !(on_path(i) || to_src == Src::Node(i)) || folded[i] {
+                continue;
+            }
+            let shape = forward.acts[i].shape();
+            grads[i] = Some(match shared_with[i].and_then(|k| grads[k].as_ref()) {
+                Some(above) => above.reshape(shape)?,
+                None => Tensor::zeros(ctx, shape)?,
+            });
+        }
         let input_grad = if to_src == Src::Input {
             Some(Tensor::zeros(ctx, forward.input.shape())?)
         } else {
@@ -252,7 +269,9 @@ impl Model {
         let mut dispatches = Vec::new();
         let mut relu_flags: Option<Tensor> = None;
         for i in (0..=from_node).rev() {
-            if !on_path(i) || folded[i] {
+            let passes_on = matches!(self.nodes[i].inputs.as_slice(),
+                [Src::Node(j)] if shared_with[*j] == Some(i));
+            if !on_path(i) || folded[i] || passes_on {
                 continue;
             }
             let node = &self.nodes[i];
@@ -366,6 +385,21 @@ impl Model {
             .collect()
     }
 
+    /// For each node, how many inputs of nodes on a backward path (up to `from_node`) it is.
+    fn path_consumers(&self, on_path: &dyn Fn(usize) -> bool, from_node: usize) -> Vec<usize> {
+        let mut consumers = vec![0usize; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate().take(from_node + 1) {
+            if on_path(i) {
+                for src in &node.inputs {
+                    if let Src::Node(j) = *src {
+                        consumers[j] += 1;
+                    }
+                }
+            }
+        }
+        consumers
+    }
+
     /// For each conv or max-pool node on a backward path, the ReLU below it that its backward
     /// dispatch applies, and that ReLU's input: where its input is a ReLU's output that feeds
     /// nothing else on the path (so its gradient is this node's alone), the ReLU is not the
@@ -379,16 +413,7 @@ impl Model {
         rule: ReluRule,
     ) -> Vec<Option<(usize, Src)>> {
         let n = self.nodes.len();
-        let mut consumers = vec![0usize; n];
-        for (i, node) in self.nodes.iter().enumerate().take(from_node + 1) {
-            if on_path(i) {
-                for src in &node.inputs {
-                    if let Src::Node(j) = *src {
-                        consumers[j] += 1;
-                    }
-                }
-            }
-        }
+        let consumers = self.path_consumers(on_path, from_node);
         (0..n)
             .map(|i| {
                 if rule == ReluRule::Redirected
