@@ -246,9 +246,11 @@ fn main() {
                 k.pass,
                 e.variant.name(),
                 times.join(", "),
-                e.error
-                    .as_deref()
-                    .map_or(String::new(), |m| format!(" (fell back: {m})"))
+                match (&e.error, e.from_file) {
+                    (Some(m), _) => format!(" (fell back: {m})"),
+                    (None, true) => " (from an earlier run's file)".to_string(),
+                    (None, false) => String::new(),
+                }
             );
         }
     }

@@ -12,6 +12,9 @@
 //   u [16 * Co, Cs]          (xi * Co + o) * Cs + s     weight transform (per layer, cached)
 //   v [16 * Cs, nc * T]      (xi * Cs + s) * P + t      input transform (P = nc * th * tw)
 //   m [16 * Co, nc * T]      (xi * Co + o) * P + t      the 16-group product (conv2d_gemm)
+// Where the product splits its channel sums (split-K), m holds p.splits partial products one
+// after another and the output transform adds them (in order, as conv2d_gemm_reduce would),
+// which saves the reduce's launch and a pass over m.
 // Bindings: 0 params, 1 w, 2 u, 3 src, 4 v, 5 m, 6 bias, 7 out, 8 aux (the fused ReLU's
 // tensor, same layout as out: its output forward, its input x backward; see p.epilogue).
 // The output transform can apply a ReLU that follows the conv (forward) or sits before it
@@ -40,9 +43,9 @@ struct WinogradParams {
     accumulate: i32,
     threads: i32,
     epilogue: i32,   // 0 none, 1 forward ReLU into aux, 2..4 backward standard, guided, deconvnet
+    splits: i32,     // m holds this many partial products (split-K), m_numel apart
+    m_numel: i32,
     _p0: i32,
-    _p1: i32,
-    _p2: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: WinogradParams;
@@ -242,10 +245,19 @@ fn store_out(at: i32, value: f32) {
     }
 }
 
+// The product at flat index `at`: the sum of its split-K partials.
+fn mv(at: i32) -> f32 {
+    var s = m[at];
+    for (var k = 1; k < p.splits; k++) {
+        s = s + m[at + k * p.m_numel];
+    }
+    return s;
+}
+
 // Row k of m for one output tile: m[base + (4 k + j) * stride] for j = 0..3.
 fn m_row(base: i32, stride: i32, k: i32) -> vec4<f32> {
     let at = base + 4 * k * stride;
-    return vec4<f32>(m[at], m[at + stride], m[at + 2 * stride], m[at + 3 * stride]);
+    return vec4<f32>(mv(at), mv(at + stride), mv(at + 2 * stride), mv(at + 3 * stride));
 }
 
 // y = A^T m A (+ bias) for one 2x2 output tile, A^T = [1 1 1 0; 0 1 -1 -1]; rows and columns
@@ -404,13 +416,13 @@ fn winograd4_input_transform(
 // Row k of m for one output tile, columns 0..3: m[base + (6 k + j) * stride].
 fn m6_row(base: i32, stride: i32, k: i32) -> vec4<f32> {
     let at = base + 6 * k * stride;
-    return vec4<f32>(m[at], m[at + stride], m[at + 2 * stride], m[at + 3 * stride]);
+    return vec4<f32>(mv(at), mv(at + stride), mv(at + 2 * stride), mv(at + 3 * stride));
 }
 
 // Columns 4 and 5 of row k of m.
 fn m6_row_tail(base: i32, stride: i32, k: i32) -> vec2<f32> {
     let at = base + (6 * k + 4) * stride;
-    return vec2<f32>(m[at], m[at + stride]);
+    return vec2<f32>(mv(at), mv(at + stride));
 }
 
 // Output row `oy` of a tile from one row (q, e) of A^T m: times A, columns ox..ox+3 that

@@ -1876,6 +1876,9 @@ fn conv2d_winograd_matches_cpu_reference() {
             }
             // Uncached dispatches transform their weights themselves: one launch more.
             assert_eq!(ds[0].launches(), ds[1].launches() + 1, "{name}");
+            // Per chunk: input transform, product, output transform (which adds split-K's
+            // partial products itself: no reduce launch).
+            assert_eq!(ds[1].launches(), 3 * xs[0].div_ceil(chunk), "{name}");
             assert_eq!(
                 cache.len(),
                 2,

@@ -18,7 +18,8 @@
 #   mkdir -p .benchbin && for b in e2e kernels profile; do
 #     p=$(XDG_RUNTIME_DIR=/tmp cargo bench --bench $b --no-run 2>&1 |
 #         sed -n 's/.*Executable .*(\(.*\))$/\1/p'); cp "$p" .benchbin/$b; done
-#   ls -la .benchbin   # three executables, about 9 MB each
+#   cargo build --release --bin cnnvis && cp target/release/cnnvis .benchbin/
+#   ls -la .benchbin   # four executables, 9-14 MB each
 #   mkdir -p .whl && python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --platform manylinux2014_x86_64 --platform any -d .whl captum==0.9.0 ttach==0.0.3
 #   # grad-cam is published as a source archive only: build its (pure-Python) wheel instead.
@@ -30,7 +31,7 @@
 #
 # Run: bash tools/device_bench.sh   (OUT defaults to ./device_out)
 # DEVICE_BENCH_STAGES="adapter kernels fp32" runs only those stages (of adapter, kernels,
-# kernels64, fp32, profile, heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the
+# kernels64, fp32, profile, startup, heavy, tf32), DEVICE_BENCH_MODELS=vgg16 only that model in the
 # PyTorch comparison and the profile, DEVICE_BENCH_KERNELS=vgg16 only that model's layers in
 # the kernels stage, and DEVICE_BENCH_BUDGET=S stops starting stages after S seconds.
 
@@ -40,7 +41,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 START=$(date +%s)
 BUDGET=${DEVICE_BENCH_BUDGET:-480}
-STAGES=${DEVICE_BENCH_STAGES:-adapter kernels kernels64 fp32 profile heavy tf32}
+STAGES=${DEVICE_BENCH_STAGES:-adapter kernels kernels64 fp32 profile startup heavy tf32}
 MODELS=${DEVICE_BENCH_MODELS:-vgg16,resnet50}
 KERNEL_FILTER=${DEVICE_BENCH_KERNELS:-}
 
@@ -110,6 +111,25 @@ stage fp32 150 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/
 # Per-launch profiles of vanilla saliency's pass (the e2e stage wrote the random-weight models).
 stage profile 40 env MODELS="$MODELS" bash -c 'for m in ${MODELS//,/ }; do
     .benchbin/profile "${TMPDIR:-/tmp}/cnnvis-bench/$m-random-v1.safetensors" --top 15; done'
+# The issue's "second CLI run" goal: the same `cnnvis saliency` command twice in fresh
+# processes, timing what each spends before its first dispatch (CNNVIS_TIMINGS=1), with empty
+# caches first. Once with only cnnvis's own caches (pipelines, autotuning decisions; the
+# driver's shader disk cache off), once as a user runs it (driver cache on, in a fresh dir).
+stage startup 60 bash -c 'm="${TMPDIR:-/tmp}/cnnvis-bench/vgg16-random-v1.safetensors"
+    chmod +x .benchbin/cnnvis
+    for mode in ours-only default; do
+        c=$(mktemp -d); g=$(mktemp -d)
+        if [ $mode = ours-only ]; then dc=0; else dc=1; fi
+        for run in 1 2; do
+            echo "-- $mode run $run"
+            s=$(date +%s%N)
+            env CNNVIS_TIMINGS=1 CNNVIS_CACHE_DIR=$c __GL_SHADER_DISK_CACHE=$dc \
+                __GL_SHADER_DISK_CACHE_PATH=$g .benchbin/cnnvis saliency --model "$m" \
+                --image tests/data/shapes/00.png --class 20 --out /tmp/startup.png
+            echo "wall $((($(date +%s%N) - s) / 1000000)) ms"
+        done
+        ls -la $c
+    done'
 stage heavy 110 python3 tools/bench_vs_torch.py --device cuda --cnnvis .benchbin/e2e \
     --models $MODELS --cases smoothgrad,am,scorecam,am-filters --am-iters 20 \
     --samples 2 --json "$OUT/heavy.json"

@@ -4,11 +4,16 @@
 //! `PIPELINE_CACHE` feature (Vulkan): the cache lives in `CNNVIS_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/cnnvis`, else `$HOME/.cache/cnnvis`, is written back when the context is
 //! dropped, and `CNNVIS_PIPELINE_CACHE=0` turns it off. See [`crate::gpu::pipeline_cache`].
+//! Autotuning decisions are kept beside it ([`crate::gpu::autotune_cache`]).
+//! `CNNVIS_TIMINGS=1` prints where start-up went ([`GpuContext::startup_times`]) when a
+//! context is dropped.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use crate::error::{GpuError, Result};
+use crate::gpu::autotune_cache;
 use crate::gpu::dispatch::Dispatch;
 use crate::gpu::kernels::KernelRegistry;
 use crate::gpu::pipeline_cache::{self, DiskPipelineCache};
@@ -87,6 +92,50 @@ pub struct GpuContext {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// The on-disk pipeline cache, when the device has `PIPELINE_CACHE` and it is enabled.
     pipeline_cache: Option<DiskPipelineCache>,
+    /// The file of autotuning decisions kept across runs, when enabled.
+    autotune_file: Option<PathBuf>,
+    /// When the context was asked for, when its device was ready, and when work that was not
+    /// autotuning was first submitted (`CNNVIS_TIMINGS=1` prints them when it is dropped).
+    requested: Instant,
+    ready: Instant,
+    first_run: OnceLock<Instant>,
+    /// Pipelines compiled outside autotuning and the time they took; conv shapes autotuned
+    /// and the time that took (its own compilations included).
+    startup: Mutex<StartupTimes>,
+}
+
+/// Where a context's start-up went: what the pipeline and autotuning caches save a later run
+/// (see [`GpuContext::startup_times`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StartupTimes {
+    /// Seconds from the context request until its device was ready.
+    pub device_ready_s: f64,
+    /// Seconds from the context request until its first submission that was not autotuning's.
+    pub first_run_s: Option<f64>,
+    /// Pipelines compiled outside autotuning.
+    pub pipelines: usize,
+    /// Seconds their compilation took (shader modules included).
+    pub compile_s: f64,
+    /// Conv passes autotuned (timed) rather than looked up.
+    pub tunings: usize,
+    /// Seconds autotuning took, the candidates' compilation included.
+    pub tune_s: f64,
+}
+
+thread_local! {
+    /// Set while autotuning submits its timing runs, which are not the caller's work.
+    static UNTRACKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (autotuning) with its submissions left out of [`GpuContext::first_run_at`] and its
+/// compilations out of [`StartupTimes::compile_s`]; adds its time to [`StartupTimes::tune_s`].
+pub(crate) fn untracked_runs<T>(ctx: &GpuContext, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = crate::ops::with_thread_value(&UNTRACKED, true, f);
+    let mut t = ctx.startup.lock().unwrap_or_else(|p| p.into_inner());
+    t.tunings += 1;
+    t.tune_s += start.elapsed().as_secs_f64();
+    out
 }
 
 impl GpuContext {
@@ -98,6 +147,7 @@ impl GpuContext {
 
     /// Async form of [`GpuContext::new`].
     pub async fn new_async() -> Result<Self> {
+        let requested = Instant::now();
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = select_adapter(&instance).await?;
@@ -132,8 +182,10 @@ impl GpuContext {
                 detail: e.to_string(),
             })?;
         let mut ctx = Self::build(device, queue, info);
+        ctx.requested = requested;
         if let Some(dir) = pipeline_cache::cache_dir() {
             ctx.pipeline_cache = DiskPipelineCache::open(&ctx.device, &full_info, &dir);
+            ctx.enable_autotune_cache(&dir);
         }
         // Our own device: never let wgpu's default handler panic on an error that escaped a
         // scope; remember it and report it from the next checked call instead.
@@ -176,7 +228,58 @@ impl GpuContext {
             workspaces: Mutex::new(std::collections::HashMap::new()),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             pipeline_cache: None,
+            autotune_file: None,
+            requested: Instant::now(),
+            ready: Instant::now(),
+            first_run: OnceLock::new(),
+            startup: Mutex::new(StartupTimes::default()),
         }
+    }
+
+    /// Notes a compilation (a pipeline, or a shader module) that took `seconds`.
+    pub(crate) fn note_compile(&self, seconds: f64, pipeline: bool) {
+        if UNTRACKED.with(|u| u.get()) {
+            return;
+        }
+        let mut t = self.startup.lock().unwrap_or_else(|p| p.into_inner());
+        t.pipelines += pipeline as usize;
+        t.compile_s += seconds;
+    }
+
+    /// Where start-up time went so far: device, pipeline compilation, autotuning, and when the
+    /// first dispatch went out.
+    pub fn startup_times(&self) -> StartupTimes {
+        let since = |t: Instant| (t - self.requested).as_secs_f64();
+        StartupTimes {
+            device_ready_s: since(self.ready),
+            first_run_s: self.first_run_at().map(since),
+            ..*self.startup.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    }
+
+    /// Keeps autotuning decisions in `dir` across runs (see [`crate::gpu::autotune_cache`]), as
+    /// [`GpuContext::new`] does, unless `CNNVIS_AUTOTUNE_CACHE` turns it off. Returns whether
+    /// it is on.
+    pub fn enable_autotune_cache(&mut self, dir: &Path) -> bool {
+        self.autotune_file = autotune_cache::enabled_by_env()
+            .then(|| autotune_cache::file_for(dir, &self.adapter.to_string()));
+        self.autotune_file.is_some()
+    }
+
+    /// The file autotuning decisions are kept in across runs, when that is on.
+    pub fn autotune_cache_path(&self) -> Option<&Path> {
+        self.autotune_file.as_deref()
+    }
+
+    /// When this context was asked for ([`GpuContext::new`]) or made ([`GpuContext::from_device`]).
+    pub fn requested_at(&self) -> Instant {
+        self.requested
+    }
+
+    /// When the first submission that was not autotuning's went out: what a run spends before
+    /// it is start-up (device, model upload, pipeline compilation, autotuning).
+    pub fn first_run_at(&self) -> Option<Instant> {
+        self.first_run.get().copied()
     }
 
     /// For host devices: keeps compiled pipelines in `dir` across runs, as
@@ -336,6 +439,9 @@ impl GpuContext {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             self.encode(&mut encoder, dispatches);
             self.queue.submit(Some(encoder.finish()));
+            if !UNTRACKED.with(|u| u.get()) {
+                self.first_run.get_or_init(Instant::now);
+            }
         })
     }
 
@@ -431,6 +537,23 @@ impl GpuContext {
 impl Drop for GpuContext {
     fn drop(&mut self) {
         self.save_pipeline_cache();
+        if pipeline_cache::flag_on("CNNVIS_TIMINGS") && std::env::var_os("CNNVIS_TIMINGS").is_some()
+        {
+            let t = self.startup_times();
+            let ms = |s: f64| format!("{:.1} ms", s * 1e3);
+            eprintln!(
+                "cnnvis timings (from the context request): device ready after {}, first \
+                 dispatch after {}, dropped after {}; {} pipelines compiled in {}, {} conv \
+                 passes autotuned in {}",
+                ms(t.device_ready_s),
+                t.first_run_s.map_or("none".into(), ms),
+                ms((Instant::now() - self.requested).as_secs_f64()),
+                t.pipelines,
+                ms(t.compile_s),
+                t.tunings,
+                ms(t.tune_s),
+            );
+        }
     }
 }
 

@@ -224,7 +224,8 @@ impl KernelRegistry {
                 kernel.shader.file(),
                 kernel.entry
             );
-            ctx.scoped(&context, || {
+            let start = std::time::Instant::now();
+            let pipeline = ctx.scoped(&context, || {
                 ctx.device()
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                         label: Some(kernel.entry),
@@ -234,7 +235,9 @@ impl KernelRegistry {
                         compilation_options: Default::default(),
                         cache: ctx.pipeline_cache_for_build(),
                     })
-            })
+            });
+            ctx.note_compile(start.elapsed().as_secs_f64(), true);
+            pipeline
         })
     }
 
@@ -249,13 +252,16 @@ impl KernelRegistry {
         }
         get_or_create(&slot(&self.modules, shader), || {
             let source = shader.source();
-            ctx.scoped(&format!("compiling {}", shader.file()), || {
+            let start = std::time::Instant::now();
+            let module = ctx.scoped(&format!("compiling {}", shader.file()), || {
                 ctx.device()
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.file()),
                         source: wgpu::ShaderSource::Wgsl(source.into()),
                     })
-            })
+            });
+            ctx.note_compile(start.elapsed().as_secs_f64(), false);
+            module
         })
     }
 }

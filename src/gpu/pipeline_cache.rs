@@ -31,7 +31,12 @@ const HEADER: usize = 8 + 8 + 8;
 
 /// Whether `CNNVIS_PIPELINE_CACHE` leaves the cache on (anything but 0/false/off/no).
 pub(crate) fn enabled_by_env() -> bool {
-    match std::env::var("CNNVIS_PIPELINE_CACHE") {
+    flag_on("CNNVIS_PIPELINE_CACHE")
+}
+
+/// Whether the environment variable `var` is unset or anything but 0/false/off/no.
+pub(crate) fn flag_on(var: &str) -> bool {
+    match std::env::var(var) {
         Ok(v) => !matches!(
             v.trim().to_ascii_lowercase().as_str(),
             "0" | "false" | "off" | "no"
@@ -53,7 +58,8 @@ pub fn cache_dir() -> Option<PathBuf> {
     nonempty("HOME").map(|h| PathBuf::from(h).join(".cache").join("cnnvis"))
 }
 
-fn fnv1a(data: &[u8]) -> u64 {
+/// FNV-1a, 64-bit: a checksum, not a defence against tampering.
+pub(crate) fn fnv1a(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in data {
         h ^= u64::from(b);

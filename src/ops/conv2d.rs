@@ -1119,12 +1119,34 @@ fn tuned_variant(
     if mode == Conv2dAutotune::Off {
         return Ok(rule);
     }
-    let key = Conv2dAutotuneKey::new(&ctx.adapter().to_string(), pass, g);
+    let adapter = ctx.adapter().to_string();
+    let key = Conv2dAutotuneKey::new(&adapter, pass, g);
     let cached = autotune_cache().get(&key).map(|e| e.variant);
     if let Some(v) = cached {
         return Ok(v);
     }
     let candidates = candidates();
+    // Decisions of earlier runs, unless this thread chose its own mode (tests, benchmarks).
+    let file = ctx
+        .autotune_cache_path()
+        .filter(|_| THREAD_AUTOTUNE.with(|m| m.get()).is_none());
+    let saved = file
+        .and_then(|f| crate::gpu::autotune_cache::lookup(f, &key.file_key()))
+        .and_then(|name| Conv2dVariant::parse(&name))
+        .filter(|v| candidates.len() >= 2 && candidates.contains(v));
+    if let Some(variant) = saved {
+        autotune_cache()
+            .entry(key.clone())
+            .or_insert(Conv2dAutotuneEntry {
+                key,
+                variant,
+                timings_ms: Vec::new(),
+                error: None,
+                tunings: 0,
+                from_file: true,
+            });
+        return Ok(variant);
+    }
     let (variant, timings_ms, error) = if candidates.len() < 2 {
         (
             candidates.first().copied().unwrap_or(rule),
@@ -1132,8 +1154,15 @@ fn tuned_variant(
             None,
         )
     } else {
-        match autotune(ctx, g, pass, &candidates, mode) {
-            Ok((v, t)) => (v, t, None),
+        let timed =
+            crate::gpu::context::untracked_runs(ctx, || autotune(ctx, g, pass, &candidates, mode));
+        match timed {
+            Ok((v, t)) => {
+                if let Some(f) = file {
+                    crate::gpu::autotune_cache::record(f, &adapter, &key.file_key(), v.name());
+                }
+                (v, t, None)
+            }
             Err(e) => (rule, Vec::new(), Some(e.to_string())),
         }
     };
@@ -1146,6 +1175,7 @@ fn tuned_variant(
             timings_ms: Vec::new(),
             error: None,
             tunings: 0,
+            from_file: false,
         });
     entry.variant = variant;
     entry.timings_ms = timings_ms;
@@ -1226,6 +1256,15 @@ impl Conv2dAutotuneKey {
         }
     }
 
+    /// The key as the autotuning file writes it (the adapter is in the file's name).
+    pub fn file_key(&self) -> String {
+        let c = &self.cfg;
+        format!(
+            "{:?} x{:?} w{:?} stride{:?} padding{:?} dilation{:?} groups {}",
+            self.pass, self.x, self.w, c.stride, c.padding, c.dilation, c.groups
+        )
+    }
+
     /// The key for these shapes; an error where they do not form a valid convolution.
     pub fn for_shapes(
         adapter: &str,
@@ -1249,8 +1288,12 @@ pub struct Conv2dAutotuneEntry {
     pub timings_ms: Vec<(Conv2dVariant, f64)>,
     /// Why tuning fell back to the rule, if it did.
     pub error: Option<String>,
-    /// How many times this key was tuned (1 unless two threads raced to first use).
+    /// How many times this key was tuned (1 unless two threads raced to first use; 0 when
+    /// the choice came from an earlier run's file).
     pub tunings: usize,
+    /// Whether the choice was read from the file of an earlier run
+    /// ([`crate::gpu::autotune_cache`]) instead of timed in this one.
+    pub from_file: bool,
 }
 
 type AutotuneCache = std::collections::HashMap<Conv2dAutotuneKey, Conv2dAutotuneEntry>;

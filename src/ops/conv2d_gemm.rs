@@ -205,6 +205,44 @@ pub(crate) fn build(
     bias: Option<&Tensor>,
     accumulate: bool,
 ) -> Result<Dispatch> {
+    let (product, partials) = build_partial(ctx, s, plan, backward, out, src, w, bias, accumulate)?;
+    match partials {
+        None => Ok(product),
+        Some(p) => {
+            let reduce = ctx.dispatch(
+                REDUCE,
+                &p.params,
+                &[(3, &p.bias), (4, out), (5, &p.sums)],
+                ctx.grid_1d(out.numel())?,
+            )?;
+            Ok(Dispatch::chain(product.kernel(), vec![product, reduce]))
+        }
+    }
+}
+
+/// Split-K partial sums left for the caller to add: `sums` is [splits, out numel].
+pub(crate) struct Partials {
+    pub(crate) sums: Tensor,
+    pub(crate) splits: usize,
+    params: GemmParams,
+    bias: Tensor,
+}
+
+/// [`build`] without the split-K reduce: the product's launch, and where the plan splits K,
+/// the partial sums for the caller to add (the Winograd output transform reads them directly,
+/// saving the reduce's launch and a pass over `out`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_partial(
+    ctx: &GpuContext,
+    s: &GemmShape,
+    plan: &GemmPlan,
+    backward: bool,
+    out: &Tensor,
+    src: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    accumulate: bool,
+) -> Result<(Dispatch, Option<Partials>)> {
     const OP: &str = "conv2d_gemm";
     let [n, cin, h, wd] = s.x;
     let [_, cout, ho, wo] = s.y;
@@ -261,16 +299,13 @@ pub(crate) fn build(
         &[(1, w), (2, src), (3, bias_t), (4, out), (5, &part)],
         grid,
     )?;
-    if plan.splits == 1 {
-        return Ok(product);
-    }
-    let reduce = ctx.dispatch(
-        REDUCE,
-        &params,
-        &[(3, bias_t), (4, out), (5, &part)],
-        ctx.grid_1d(out_numel)?,
-    )?;
-    Ok(Dispatch::chain(product_kernel, vec![product, reduce]))
+    let partials = (plan.splits > 1).then(|| Partials {
+        sums: part,
+        splits: plan.splits,
+        params,
+        bias: bias_t.clone(),
+    });
+    Ok((product, partials))
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! Winograd's F(2x2, 3x3) and F(4x4, 3x3) (Lavin & Gray 2016), 2.25x and 4x fewer
 //! multiplications than the direct product. Three launches per chunk of images (see
 //! `shaders/winograd.wgsl`): the input transform, a 16- or 36-group 1x1 convolution by the
-//! implicit-GEMM kernels (one group per transformed tap), and the output
+//! implicit-GEMM kernels (one group per transformed tap; where it splits its channel sums,
+//! the output transform adds the partial products, so no reduce launch), and the output
 //! transform; the weight transform runs once per layer where a [`WeightPacks`] cache is given.
 //! Backward to the input is the same computation on dy with the weights rotated by 180
 //! degrees and their channels swapped, at padding 2 - p.
@@ -104,7 +105,9 @@ struct WinogradParams {
     accumulate: i32,
     threads: i32,
     epilogue: i32,
-    _pad: [i32; 3],
+    splits: i32,
+    m_numel: i32,
+    _pad: i32,
 }
 const _: () = assert!(std::mem::size_of::<WinogradParams>() == 80);
 
@@ -261,7 +264,9 @@ impl WinogradPlan {
             accumulate: accumulate as i32,
             threads: 0,
             epilogue: code,
-            _pad: [0; 3],
+            splits: 1,
+            m_numel: 0,
+            _pad: 0,
         };
         // Every flat index the kernels form.
         to_i32(OP, "tensor size", n * cs.max(co) * hi.max(ho) * wi.max(wo))?;
@@ -314,9 +319,18 @@ impl WinogradPlan {
             let plan = product(&shape)?;
             let v = ctx.workspace("winograd input", &shape.x)?;
             let m = ctx.workspace("winograd product", &shape.y)?;
+            let (product, partials) =
+                gemm::build_partial(ctx, &shape, &plan, false, &m, &v, &u, None, false)?;
+            // Split-K: the output transform adds the partial products itself.
+            let (m, splits) = match partials {
+                Some(p) => (p.sums, p.splits),
+                None => (m, 1),
+            };
             let params = WinogradParams {
                 nc: to_i32(OP, "chunk", nc)?,
                 n0: to_i32(OP, "chunk start", n0)?,
+                splits: to_i32(OP, "splits", splits)?,
+                m_numel: to_i32(OP, "product size", shape.y.iter().product())?,
                 ..base
             };
             // One thread per tile and channel: of src for the input transform, of out for
@@ -330,9 +344,7 @@ impl WinogradPlan {
                 ctx.dispatch(kernel, &params, bindings, ctx.grid_1d(threads)?)
             };
             parts.push(launch(self.tile.input, cs, &[(3, src), (4, &v)])?);
-            parts.push(gemm::build(
-                ctx, &shape, &plan, false, &m, &v, &u, None, false,
-            )?);
+            parts.push(product);
             let bindings = [(5, &m), (6, bias_t), (7, out), (8, aux)];
             parts.push(launch(self.tile.output, co, &bindings)?);
         }
