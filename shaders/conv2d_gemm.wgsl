@@ -27,7 +27,10 @@
 // splits > 1 writes partial sums that conv2d_gemm_reduce adds (a fixed order: deterministic,
 // no atomics).
 // Bindings: 0 params, 1 w, 2 src (x forward, dy backward), 3 b, 4 out (y or dx), 5 part
-// (split-K partial sums [splits, out numel]).
+// (split-K partial sums [splits, out numel]), 6 aux (a fused ReLU's tensor, out's layout).
+// A ReLU beside the conv can be applied as out is stored (p.relu): forward, aux = max(out, 0)
+// beside out (the ReLU's output); backward, the ReLU's rule applied to the gradient, gated by
+// aux = the ReLU's input (prelude.wgsl's fused_relu_grad). This saves the ReLU's launch.
 
 struct GemmParams {
     batch: i32,
@@ -55,7 +58,7 @@ struct GemmParams {
     splits: i32,   // split-K ranges
     kchunk: i32,   // k per split (a multiple of BK)
     out_numel: i32,
-    _p0: i32,
+    relu: i32,     // 0, or a fused ReLU: 1 forward into aux, 2..4 backward (fused_relu_grad)
     _p1: i32,
     _p2: i32,
 }
@@ -66,6 +69,7 @@ struct GemmParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<storage, read_write> aux: array<f32>;
 
 // A position along k: kernel row and column, and channel.
 struct Tap {
@@ -173,7 +177,23 @@ fn out_col(bwd: bool, c: i32) -> i32 {
     return select(-1, (c / plane) * ch * plane + c % plane, c < p.cols);
 }
 
-// Writes one output: the partial sum of `split`, or bias + v (+ out) without split-K.
+// Stores the finished value v (bias included) at out[o]: through a fused ReLU, added to out
+// with `accumulate`.
+fn store(o: i32, v: f32) {
+    var s = v;
+    if (p.relu >= 2) {
+        s = fused_relu_grad(p.relu, v, aux[o]);
+    }
+    if (p.accumulate != 0) {
+        s = s + out[o];
+    }
+    out[o] = s;
+    if (p.relu == 1) {
+        aux[o] = max(s, 0.0);
+    }
+}
+
+// Writes one output: the partial sum of `split`, or bias + v without split-K.
 fn put(row_at: i32, col_at: i32, v: f32, b: f32, split: i32) {
     if (col_at < 0) { return; }
     let o = row_at + col_at;
@@ -181,11 +201,7 @@ fn put(row_at: i32, col_at: i32, v: f32, b: f32, split: i32) {
         part[split * p.out_numel + o] = v;
         return;
     }
-    var s = v + b;
-    if (p.accumulate != 0) {
-        s = s + out[o];
-    }
-    out[o] = s;
+    store(o, v + b);
 }
 
 // Tile 64 x 64, k 16 a step: As[k * 16 + r / 4][r % 4], Bs[k * 16 + c / 4][c % 4].
@@ -645,8 +661,9 @@ fn conv2d_gemm_backward_input_wide(@builtin(local_invocation_id) lid: vec3<u32>,
     gemm_wide(true, lid, wg);
 }
 
-// out[i] (+)= bias + sum over splits of part[s][i], splits in order. One thread per element of
-// out; `has_bias` only forward, where the channel of i is (i / (Ho * Wo)) % Cout.
+// out[i] (+)= bias + sum over splits of part[s][i], splits in order, through the fused ReLU if
+// any. One thread per element of out; `has_bias` only forward, where the channel of i is
+// (i / (Ho * Wo)) % Cout.
 @compute @workgroup_size(WG)
 fn conv2d_gemm_reduce(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -659,8 +676,5 @@ fn conv2d_gemm_reduce(@builtin(global_invocation_id) gid: vec3<u32>,
     if (p.has_bias != 0) {
         s = s + bias[(i / (p.ho * p.wo)) % p.cout];
     }
-    if (p.accumulate != 0) {
-        s = s + out[i];
-    }
-    out[i] = s;
+    store(i, s);
 }

@@ -27,7 +27,7 @@ struct PoolParams {
     d_w: u32,
     count_include_pad: u32,
     accumulate: u32,
-    relu: u32,        // max backward: 0, or the rule of a ReLU before the pool (see store_dx_relu)
+    relu: u32,        // max backward: 0, or the rule of a ReLU before the pool (store_dx_relu)
     _p0: u32,
     _p1: u32,
     _p2: u32,
@@ -51,23 +51,13 @@ fn store_dx(i: u32, g: f32) {
     }
 }
 
-// The max backward's store, through the ReLU that produced the pool's input when p.relu says
-// so (relu.wgsl's rules: 1 standard, 2 guided, 3 deconvnet; x is the ReLU's input): the pool's
-// gradient at an input cell is whole once gathered, so the rule applies here and saves the
-// ReLU's own launch.
+// The max backward's store, through the ReLU that produced the pool's input when p.relu names
+// its rule (fused_relu_grad's codes; x is the ReLU's input): the pool's gradient at an input
+// cell is whole once gathered, so the rule applies here and saves the ReLU's own launch.
 fn store_dx_relu(i: u32, g: f32) {
     var r = g;
-    switch p.relu {
-        case 1u {
-            r = select(0.0, g, x[i] > 0.0);
-        }
-        case 2u {
-            r = select(0.0, g, x[i] > 0.0 && g > 0.0);
-        }
-        case 3u {
-            r = max(g, 0.0);
-        }
-        default {}
+    if (p.relu != 0u) {
+        r = fused_relu_grad(i32(p.relu), g, x[i]);
     }
     store_dx(i, r);
 }

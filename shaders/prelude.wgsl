@@ -28,6 +28,27 @@ fn divmod(a: i32, b: i32) -> vec2<i32> {
     return vec2<i32>(q, r);
 }
 
+// A ReLU's backward rule applied where another kernel stores its gradient (relu.wgsl's rules,
+// for kernels that fuse the ReLU below them): `code` 2 standard, 3 guided backprop, 4
+// deconvnet, anything else the gradient unchanged; g the gradient at the ReLU's output, x its
+// input (a gate shut at x == 0, as PyTorch's threshold_backward).
+fn fused_relu_grad(code: i32, g: f32, x: f32) -> f32 {
+    switch code {
+        case 2 {
+            return select(0.0, g, x > 0.0);
+        }
+        case 3 {
+            return select(0.0, g, x > 0.0 && g > 0.0);
+        }
+        case 4 {
+            return max(g, 0.0);
+        }
+        default {
+            return g;
+        }
+    }
+}
+
 // ---- Philox4x32-10 (Salmon et al. 2011), the counter-based generator of random.wgsl, shared
 // by every kernel that draws noise so that the same (counter, key) gives the same bits.
 

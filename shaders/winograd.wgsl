@@ -224,17 +224,8 @@ fn winograd_input_transform(
 
 fn store_out(at: i32, value: f32) {
     var r = value;
-    switch p.epilogue {
-        case 2 {
-            r = select(0.0, value, aux[at] > 0.0);
-        }
-        case 3 {
-            r = select(0.0, value, aux[at] > 0.0 && value > 0.0);
-        }
-        case 4 {
-            r = max(value, 0.0);
-        }
-        default {}
+    if (p.epilogue >= 2) {
+        r = fused_relu_grad(p.epilogue, value, aux[at]);
     }
     if (p.accumulate != 0) {
         r = out[at] + r;

@@ -2058,16 +2058,39 @@ fn conv2d_winograd_autotunes_its_product_tile() {
 #[test]
 fn conv2d_relu_epilogue_matches_cpu_reference() {
     let _serial = serial();
-    let c = ctx();
     let mut rng = Rng::new(61);
-    let case = Case {
-        name: "conv + relu: pad 1, odd sizes, N=3",
-        x: [3, 5, 7, 9],
-        cout: 6,
-        k: [3, 3],
-        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
-        bias: true,
-    };
+    let cases = [
+        Case {
+            name: "conv + relu: pad 1, odd sizes, N=3",
+            x: [3, 5, 7, 9],
+            cout: 6,
+            k: [3, 3],
+            cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "conv + relu: pads [1, 0], split k",
+            x: [1, 160, 6, 5],
+            cout: 20,
+            k: [3, 3],
+            cfg: cfg([1, 1], [1, 0], [1, 1], 1),
+            bias: true,
+        },
+    ];
+    let mut seen = BTreeSet::new();
+    for case in &cases {
+        relu_epilogue_case(case, &mut rng, &mut seen);
+    }
+    assert!(
+        seen.contains("winograd_output_transform") && seen.contains("winograd4_output_transform"),
+        "{seen:?}"
+    );
+}
+
+/// One case of `conv2d_relu_epilogue_matches_cpu_reference`, on every variant it tests; the
+/// backward passes' kernels go into `seen`.
+fn relu_epilogue_case(case: &Case, rng: &mut Rng, seen: &mut BTreeSet<&'static str>) {
+    let c = ctx();
     let (xs, ws, ys) = (case.x, case.w(), case.y());
     let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
     let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
@@ -2086,19 +2109,20 @@ fn conv2d_relu_epilogue_matches_cpu_reference() {
         upload(&ys, &dyv),
         upload(&xs, &rxv),
     );
-    let want_y = forward_ref(&case, &xv, &wv, Some(&bv));
+    let want_y = forward_ref(case, &xv, &wv, Some(&bv));
     let want_relu: Vec<f64> = want_y.iter().map(|v| v.max(0.0)).collect();
-    let g = backward_input_ref(&case, &dyv, &wv);
+    let g = backward_input_ref(case, &dyv, &wv);
     let rules = [ReluRule::Standard, ReluRule::Guided, ReluRule::Deconvnet];
     let variants = [
         Conv2dVariant::Winograd,
         Conv2dVariant::WinogradF4,
+        Conv2dVariant::Gemm,
+        Conv2dVariant::GemmWide,
         Conv2dVariant::Direct,
         Conv2dVariant::Tiled,
     ];
-    let mut seen = BTreeSet::new();
     for v in variants {
-        let native = matches!(v, Conv2dVariant::Winograd | Conv2dVariant::WinogradF4);
+        let native = v.fuses_relu();
         let cache = Conv2dWeightCache::new();
         let (y, yr, plain_y) = (poisoned(&ys), poisoned(&ys), poisoned(&ys));
         let (fused, plain) = with_conv2d_variant(v, || {
@@ -2108,7 +2132,7 @@ fn conv2d_relu_epilogue_matches_cpu_reference() {
             )
         });
         let (fused, plain) = (fused.unwrap(), plain.unwrap());
-        let name = format!("forward {}", v.name());
+        let name = format!("forward {} {}", case.name, v.name());
         assert_eq!(Conv2dVariant::of_kernel(fused.kernel()), Some(v), "{name}");
         let more = if native { 0 } else { 1 };
         assert_eq!(fused.launches(), plain.launches() + more, "{name}");
@@ -2141,7 +2165,11 @@ fn conv2d_relu_epilogue_matches_cpu_reference() {
             } else {
                 (poisoned(&xs), gated)
             };
-            let name = format!("backward {} {rule:?} accumulate {accumulate}", v.name());
+            let name = format!(
+                "backward {} {} {rule:?} accumulate {accumulate}",
+                case.name,
+                v.name()
+            );
             let (fused, plain) = with_conv2d_variant(v, || {
                 let plain_dx = poisoned(&xs);
                 (
@@ -2154,7 +2182,7 @@ fn conv2d_relu_epilogue_matches_cpu_reference() {
             let (fused, plain) = (fused.unwrap(), plain.unwrap());
             assert_eq!(Conv2dVariant::of_kernel(fused.kernel()), Some(v), "{name}");
             assert_eq!(fused.launches(), plain.launches() + more, "{name}");
-            entries(&[&fused], &mut seen);
+            entries(&[&fused], seen);
             run(&[&fused]);
             let terms = case.cout * 9;
             assert_close(&name, &download(&dx), &want, atol_for(v, terms), 1e-5);
@@ -2180,8 +2208,4 @@ fn conv2d_relu_epilogue_matches_cpu_reference() {
         .expect_err("a ReLU output of another shape");
         assert!(e.to_string().contains("relu_y"), "{e}");
     }
-    assert!(
-        seen.contains("winograd_output_transform") && seen.contains("winograd4_output_transform"),
-        "{seen:?}"
-    );
 }

@@ -46,7 +46,10 @@ HEADER = """\
 // splits > 1 writes partial sums that conv2d_gemm_reduce adds (a fixed order: deterministic,
 // no atomics).
 // Bindings: 0 params, 1 w, 2 src (x forward, dy backward), 3 b, 4 out (y or dx), 5 part
-// (split-K partial sums [splits, out numel]).
+// (split-K partial sums [splits, out numel]), 6 aux (a fused ReLU's tensor, out's layout).
+// A ReLU beside the conv can be applied as out is stored (p.relu): forward, aux = max(out, 0)
+// beside out (the ReLU's output); backward, the ReLU's rule applied to the gradient, gated by
+// aux = the ReLU's input (prelude.wgsl's fused_relu_grad). This saves the ReLU's launch.
 """
 
 COMMON = """
@@ -76,7 +79,7 @@ struct GemmParams {
     splits: i32,   // split-K ranges
     kchunk: i32,   // k per split (a multiple of BK)
     out_numel: i32,
-    _p0: i32,
+    relu: i32,     // 0, or a fused ReLU: 1 forward into aux, 2..4 backward (fused_relu_grad)
     _p1: i32,
     _p2: i32,
 }
@@ -87,6 +90,7 @@ struct GemmParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<storage, read_write> aux: array<f32>;
 
 // A position along k: kernel row and column, and channel.
 struct Tap {
@@ -194,7 +198,23 @@ fn out_col(bwd: bool, c: i32) -> i32 {
     return select(-1, (c / plane) * ch * plane + c % plane, c < p.cols);
 }
 
-// Writes one output: the partial sum of `split`, or bias + v (+ out) without split-K.
+// Stores the finished value v (bias included) at out[o]: through a fused ReLU, added to out
+// with `accumulate`.
+fn store(o: i32, v: f32) {
+    var s = v;
+    if (p.relu >= 2) {
+        s = fused_relu_grad(p.relu, v, aux[o]);
+    }
+    if (p.accumulate != 0) {
+        s = s + out[o];
+    }
+    out[o] = s;
+    if (p.relu == 1) {
+        aux[o] = max(s, 0.0);
+    }
+}
+
+// Writes one output: the partial sum of `split`, or bias + v without split-K.
 fn put(row_at: i32, col_at: i32, v: f32, b: f32, split: i32) {
     if (col_at < 0) { return; }
     let o = row_at + col_at;
@@ -202,17 +222,14 @@ fn put(row_at: i32, col_at: i32, v: f32, b: f32, split: i32) {
         part[split * p.out_numel + o] = v;
         return;
     }
-    var s = v + b;
-    if (p.accumulate != 0) {
-        s = s + out[o];
-    }
-    out[o] = s;
+    store(o, v + b);
 }
 """
 
 REDUCE = """
-// out[i] (+)= bias + sum over splits of part[s][i], splits in order. One thread per element of
-// out; `has_bias` only forward, where the channel of i is (i / (Ho * Wo)) % Cout.
+// out[i] (+)= bias + sum over splits of part[s][i], splits in order, through the fused ReLU if
+// any. One thread per element of out; `has_bias` only forward, where the channel of i is
+// (i / (Ho * Wo)) % Cout.
 @compute @workgroup_size(WG)
 fn conv2d_gemm_reduce(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -225,10 +242,7 @@ fn conv2d_gemm_reduce(@builtin(global_invocation_id) gid: vec3<u32>,
     if (p.has_bias != 0) {
         s = s + bias[(i / (p.ho * p.wo)) % p.cout];
     }
-    if (p.accumulate != 0) {
-        s = s + out[i];
-    }
-    out[i] = s;
+    store(i, s);
 }
 """
 

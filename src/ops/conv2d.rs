@@ -38,8 +38,9 @@
 //!
 //! A ReLU beside a conv can run in the conv's dispatch: after it forward
 //! ([`conv2d_forward_relu_cached`]), before it backward ([`conv2d_backward_input_relu_cached`]).
-//! The Winograd variants apply it in their output transform, which saves the ReLU's launch and
-//! a pass over the tensor; the other variants chain the ReLU's own kernel.
+//! The Winograd and gemm variants apply it as they store (the output transform, the product or
+//! its split-K reduce), which saves the ReLU's launch and a pass over the tensor; the other
+//! variants chain the ReLU's own kernel ([`Conv2dVariant::fuses_relu`]).
 //!
 //! Autotuning: on GPU adapters, the first time a forward or backward-to-input dispatch is built
 //! for a (pass, input shape, weight shape, config) on an adapter, every candidate variant (direct,
@@ -63,8 +64,8 @@ use crate::ops::conv1x1_windows::{self as windows1, Px1Plan};
 use crate::ops::conv2d_cols::ColsPlan;
 use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape, GemmTile};
 use crate::ops::conv2d_windows::{self as windows, WindowPlan};
-use crate::ops::conv2d_winograd::{self as winograd, WinogradEpilogue, WinogradPlan, WinogradTile};
-use crate::ops::relu::{relu_backward, relu_forward, ReluRule};
+use crate::ops::conv2d_winograd::{self as winograd, WinogradPlan, WinogradTile};
+use crate::ops::relu::{relu_backward, relu_forward, ReluEpilogue, ReluRule};
 /// The windows kernels' packed weights of one conv layer (see [`WeightPacks`]).
 pub use crate::ops::windows::WeightPacks as Conv2dWeightCache;
 pub use crate::ops::windows::WeightPacks;
@@ -689,6 +690,13 @@ impl Conv2dVariant {
     /// product): for GPUs; on CPU adapters only when asked for.
     fn uses_gemm_tiles(self) -> bool {
         self.is_gemm() || self.winograd_tile().is_some()
+    }
+
+    /// Whether the variant's own kernels apply a neighbouring ReLU as they store
+    /// ([`conv2d_forward_relu_cached`], [`conv2d_backward_input_relu_cached`]); the others chain
+    /// the ReLU's kernel.
+    pub fn fuses_relu(self) -> bool {
+        self.uses_gemm_tiles()
     }
 
     /// The algorithm of a Winograd variant.
@@ -1459,8 +1467,8 @@ pub fn conv2d_forward_cached(
 }
 
 /// [`conv2d_forward_cached`] followed by a ReLU: `relu_y = max(y, 0)` as well as `y` (which
-/// stays the conv's output, for callers that read it). The Winograd variants apply the ReLU
-/// as they store `y`, saving its launch and a read of `y`; the others run the ReLU's own
+/// stays the conv's output, for callers that read it). The Winograd and gemm variants apply
+/// the ReLU as they store `y`, saving its launch and a read of `y`; the others run the ReLU's own
 /// kernel after the conv, in the same dispatch.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_relu_cached(
@@ -1538,7 +1546,19 @@ fn forward(
             let plan = g
                 .gemm_plan(Conv2dPass::Forward, v.gemm_tile())
                 .ok_or_else(|| Error::shape(OP, "the gemm variant's grid is too large"))?;
-            gemm::build(ctx, &g.gemm_shape(), &plan, false, y, x, w, b, false)
+            let epilogue = relu_y.map_or(ReluEpilogue::None, ReluEpilogue::Forward);
+            return gemm::build(
+                ctx,
+                &g.gemm_shape(),
+                &plan,
+                false,
+                y,
+                x,
+                w,
+                b,
+                false,
+                epilogue,
+            );
         }
         v @ (Conv2dVariant::Winograd | Conv2dVariant::WinogradF4) => {
             let plan = v
@@ -1546,7 +1566,7 @@ fn forward(
                 .and_then(|t| g.winograd_plan(Conv2dPass::Forward, t))
                 .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
             let product = |s: &GemmShape| winograd_product_plan(ctx, s);
-            let epilogue = relu_y.map_or(WinogradEpilogue::None, WinogradEpilogue::Relu);
+            let epilogue = relu_y.map_or(ReluEpilogue::None, ReluEpilogue::Forward);
             return plan.build(ctx, y, x, w, b, false, false, epilogue, cache, product);
         }
         Conv2dVariant::Rows => {
@@ -1612,7 +1632,7 @@ pub fn conv2d_backward_input_cached(
 /// [`conv2d_backward_input_cached`] through the ReLU that produced the conv's input: `dx` is
 /// the gradient at that ReLU's input `relu_x`, `rule` applied to the conv's gradient (any rule
 /// but [`ReluRule::Redirected`], whose per-image flags need their own launches). The Winograd
-/// variants apply the rule as they store, saving the ReLU's launch and the intermediate
+/// and gemm variants apply the rule as they store, saving the ReLU's launch and the intermediate
 /// gradient; the others write the conv's gradient into a scratch tensor and run the ReLU's
 /// backward kernel after it, in the same dispatch.
 #[allow(clippy::too_many_arguments)]
@@ -1674,27 +1694,23 @@ fn backward_input(
         }
     }
     let variant = pick_variant(ctx, OP, &g, Conv2dPass::BackwardInput, forced)?;
-    if let (Some((x, rule)), Some(tile)) = (relu, variant.winograd_tile()) {
-        let plan = g
-            .winograd_plan(Conv2dPass::BackwardInput, tile)
-            .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
-        let product = |s: &GemmShape| winograd_product_plan(ctx, s);
-        let epilogue = WinogradEpilogue::ReluBackward(x, rule);
-        return plan.build(
-            ctx, dx, dy, w, None, true, accumulate, epilogue, cache, product,
-        );
+    let none = ReluEpilogue::None;
+    let Some((x, rule)) = relu else {
+        return backward_input_conv(ctx, &g, variant, dx, dy, w, accumulate, cache, none);
+    };
+    if variant.fuses_relu() {
+        let epilogue = ReluEpilogue::Backward(x, rule);
+        return backward_input_conv(ctx, &g, variant, dx, dy, w, accumulate, cache, epilogue);
     }
     // Without a fused kernel: the conv's gradient into scratch, then the ReLU's rule.
-    let Some((x, rule)) = relu else {
-        return backward_input_conv(ctx, &g, variant, dx, dy, w, accumulate, cache);
-    };
     let scratch = Tensor::empty(ctx, dx.shape(), DType::F32)?;
-    let conv = backward_input_conv(ctx, &g, variant, &scratch, dy, w, false, cache)?;
+    let conv = backward_input_conv(ctx, &g, variant, &scratch, dy, w, false, cache, none)?;
     let after = relu_backward(ctx, dx, &scratch, x, rule, accumulate)?;
     Ok(Dispatch::chain(conv.kernel(), vec![conv, after]))
 }
 
-/// The launches of one backward-to-input pass on `variant` (checked by the caller).
+/// The launches of one backward-to-input pass on `variant` (checked by the caller), applying
+/// `epilogue` where the variant [fuses a ReLU](Conv2dVariant::fuses_relu) (else it is ignored).
 #[allow(clippy::too_many_arguments)]
 fn backward_input_conv(
     ctx: &GpuContext,
@@ -1705,6 +1721,7 @@ fn backward_input_conv(
     w: &Tensor,
     accumulate: bool,
     cache: Option<&Conv2dWeightCache>,
+    epilogue: ReluEpilogue<'_>,
 ) -> Result<Dispatch> {
     const OP: &str = "conv2d_backward_input";
     let mut params = g.params(OP)?;
@@ -1731,6 +1748,7 @@ fn backward_input_conv(
                 w,
                 None,
                 accumulate,
+                epilogue,
             )
         }
         v @ (Conv2dVariant::Winograd | Conv2dVariant::WinogradF4) => {
@@ -1739,7 +1757,6 @@ fn backward_input_conv(
                 .and_then(|t| g.winograd_plan(Conv2dPass::BackwardInput, t))
                 .ok_or_else(|| Error::shape(OP, "the winograd variant does not apply"))?;
             let product = |s: &GemmShape| winograd_product_plan(ctx, s);
-            let epilogue = WinogradEpilogue::None;
             plan.build(
                 ctx, dx, dy, w, None, true, accumulate, epilogue, cache, product,
             )

@@ -7,6 +7,7 @@
 
 use crate::error::Result;
 use crate::gpu::{DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
+use crate::ops::relu::ReluEpilogue;
 use crate::ops::to_i32;
 
 /// Register blocking of the gemm kernels: each of a workgroup's 16 x 16 threads owns `tm` x
@@ -112,7 +113,8 @@ struct GemmParams {
     splits: i32,
     kchunk: i32,
     out_numel: i32,
-    _pad: [i32; 3],
+    relu: i32,
+    _pad: [i32; 2],
 }
 const _: () = assert!(std::mem::size_of::<GemmParams>() == 112);
 
@@ -204,15 +206,18 @@ pub(crate) fn build(
     w: &Tensor,
     bias: Option<&Tensor>,
     accumulate: bool,
+    epilogue: ReluEpilogue<'_>,
 ) -> Result<Dispatch> {
-    let (product, partials) = build_partial(ctx, s, plan, backward, out, src, w, bias, accumulate)?;
+    let (product, partials) = build_partial(
+        ctx, s, plan, backward, out, src, w, bias, accumulate, epilogue,
+    )?;
     match partials {
         None => Ok(product),
         Some(p) => {
             let reduce = ctx.dispatch(
                 REDUCE,
                 &p.params,
-                &[(3, &p.bias), (4, out), (5, &p.sums)],
+                &[(3, &p.bias), (4, out), (5, &p.sums), (6, &p.aux)],
                 ctx.grid_1d(out.numel())?,
             )?;
             Ok(Dispatch::chain(product.kernel(), vec![product, reduce]))
@@ -226,6 +231,7 @@ pub(crate) struct Partials {
     pub(crate) splits: usize,
     params: GemmParams,
     bias: Tensor,
+    aux: Tensor,
 }
 
 /// [`build`] without the split-K reduce: the product's launch, and where the plan splits K,
@@ -242,8 +248,15 @@ pub(crate) fn build_partial(
     w: &Tensor,
     bias: Option<&Tensor>,
     accumulate: bool,
+    epilogue: ReluEpilogue<'_>,
 ) -> Result<(Dispatch, Option<Partials>)> {
     const OP: &str = "conv2d_gemm";
+    let (relu, aux) = epilogue.code(OP)?;
+    // A binding of its own when unused: the placeholder may be bound read-only as the bias.
+    let aux = match aux {
+        Some(t) => t.clone(),
+        None => ctx.workspace("unused relu aux", &[4])?,
+    };
     let [n, cin, h, wd] = s.x;
     let [_, cout, ho, wo] = s.y;
     let out_numel = out.numel();
@@ -280,7 +293,8 @@ pub(crate) fn build_partial(
         splits: to_i32(OP, "splits", plan.splits)?,
         kchunk: to_i32(OP, "split length", plan.kchunk)?,
         out_numel: to_i32(OP, "output size", out_numel)?,
-        _pad: [0; 3],
+        relu,
+        _pad: [0; 2],
     };
     to_i32(OP, "split-K partial sums", part_numel)?;
     let placeholder = ctx.placeholder()?;
@@ -296,7 +310,14 @@ pub(crate) fn build_partial(
     let product = ctx.dispatch(
         product_kernel,
         &params,
-        &[(1, w), (2, src), (3, bias_t), (4, out), (5, &part)],
+        &[
+            (1, w),
+            (2, src),
+            (3, bias_t),
+            (4, out),
+            (5, &part),
+            (6, &aux),
+        ],
         grid,
     )?;
     let partials = (plan.splits > 1).then(|| Partials {
@@ -304,6 +325,7 @@ pub(crate) fn build_partial(
         splits: plan.splits,
         params,
         bias: bias_t.clone(),
+        aux,
     });
     Ok((product, partials))
 }

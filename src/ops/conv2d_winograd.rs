@@ -14,10 +14,10 @@
 
 use std::cell::Cell;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
 use crate::ops::conv2d_gemm::{self as gemm, GemmPlan, GemmShape};
-use crate::ops::relu::ReluRule;
+use crate::ops::relu::ReluEpilogue;
 use crate::ops::to_i32;
 use crate::ops::windows::WeightPacks;
 
@@ -111,42 +111,6 @@ struct WinogradParams {
 }
 const _: () = assert!(std::mem::size_of::<WinogradParams>() == 80);
 
-/// A ReLU the output transform applies as it stores (`p.epilogue` in winograd.wgsl).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum WinogradEpilogue<'a> {
-    /// The conv alone.
-    None,
-    /// Forward: also writes `max(out, 0)` into the tensor given (the ReLU's output).
-    Relu(&'a Tensor),
-    /// Backward to the input through the ReLU whose input is the tensor given: stores the
-    /// rule applied to the conv's gradient.
-    ReluBackward(&'a Tensor, ReluRule),
-}
-
-impl WinogradEpilogue<'_> {
-    /// The shader's code and the tensor bound as `aux`.
-    fn code(&self) -> Result<(i32, Option<&Tensor>)> {
-        Ok(match *self {
-            WinogradEpilogue::None => (0, None),
-            WinogradEpilogue::Relu(t) => (1, Some(t)),
-            WinogradEpilogue::ReluBackward(t, rule) => {
-                let code = match rule {
-                    ReluRule::Standard => 2,
-                    ReluRule::Guided => 3,
-                    ReluRule::Deconvnet => 4,
-                    ReluRule::Redirected => {
-                        return Err(Error::shape(
-                            "conv2d_winograd",
-                            "the redirected ReLU rule needs per-image flags and is not fused",
-                        ))
-                    }
-                };
-                (code, Some(t))
-            }
-        })
-    }
-}
-
 /// One pass as F(m x m, 3x3): `out [N, co, Ho, Wo] (+)= conv3x3(src [N, cs, Hi, Wi])` at
 /// stride 1 with padding `pad` (Ho = Hi + 2 pad - 2), in chunks of images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +200,7 @@ impl WinogradPlan {
         bias: Option<&Tensor>,
         flip: bool,
         accumulate: bool,
-        epilogue: WinogradEpilogue<'_>,
+        epilogue: ReluEpilogue<'_>,
         cache: Option<&WeightPacks>,
         product: impl Fn(&GemmShape) -> Result<GemmPlan>,
     ) -> Result<Dispatch> {
@@ -245,7 +209,7 @@ impl WinogradPlan {
         let [ho, wo] = self.out_hw;
         let [th, tw] = self.tiles;
         let co = self.co;
-        let (code, aux) = epilogue.code()?;
+        let (code, aux) = epilogue.code(OP)?;
         let base = WinogradParams {
             nc: 0,
             n0: 0,
@@ -319,8 +283,18 @@ impl WinogradPlan {
             let plan = product(&shape)?;
             let v = ctx.workspace("winograd input", &shape.x)?;
             let m = ctx.workspace("winograd product", &shape.y)?;
-            let (product, partials) =
-                gemm::build_partial(ctx, &shape, &plan, false, &m, &v, &u, None, false)?;
+            let (product, partials) = gemm::build_partial(
+                ctx,
+                &shape,
+                &plan,
+                false,
+                &m,
+                &v,
+                &u,
+                None,
+                false,
+                ReluEpilogue::None,
+            )?;
             // Split-K: the output transform adds the partial products itself.
             let (m, splits) = match partials {
                 Some(p) => (p.sums, p.splits),

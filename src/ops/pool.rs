@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_for, DType, Dispatch, GpuContext, Kernel, Shader, Tensor};
-use crate::ops::relu::ReluRule;
+use crate::ops::relu::{fused_rule_code, ReluRule};
 use crate::ops::{expect_dtype, expect_rank, expect_shape, to_u32};
 
 const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "maxpool2d_forward");
@@ -457,17 +457,7 @@ fn max_backward(
         Some((x, rule)) => {
             expect_dtype(OP, "relu_x", x, DType::F32)?;
             expect_shape(OP, "relu_x", x, dx.shape())?;
-            params.relu = match rule {
-                ReluRule::Standard => 1,
-                ReluRule::Guided => 2,
-                ReluRule::Deconvnet => 3,
-                ReluRule::Redirected => {
-                    return Err(Error::shape(
-                        OP,
-                        "the redirected ReLU rule needs per-image flags and is not fused",
-                    ))
-                }
-            };
+            params.relu = fused_rule_code(OP, rule)? as u32;
             x
         }
         None => {

@@ -61,6 +61,46 @@ pub enum ReluRule {
     Redirected,
 }
 
+/// A ReLU another kernel applies as it stores its output (prelude.wgsl's `fused_relu_grad`
+/// backward), saving the ReLU's launch and a pass over the tensor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ReluEpilogue<'a> {
+    /// The kernel's own output only.
+    None,
+    /// Forward: also writes `max(out, 0)` into the tensor given (the ReLU's output).
+    Forward(&'a Tensor),
+    /// Backward through the ReLU whose input is the tensor given: stores the rule applied to
+    /// the kernel's gradient.
+    Backward(&'a Tensor, ReluRule),
+}
+
+impl ReluEpilogue<'_> {
+    /// The kernels' code (0 none, 1 forward, 2..4 [`fused_rule_code`]) and the tensor they
+    /// bind for it.
+    pub(crate) fn code(&self, op: &'static str) -> Result<(i32, Option<&Tensor>)> {
+        Ok(match *self {
+            ReluEpilogue::None => (0, None),
+            ReluEpilogue::Forward(t) => (1, Some(t)),
+            ReluEpilogue::Backward(t, rule) => (fused_rule_code(op, rule)?, Some(t)),
+        })
+    }
+}
+
+/// The code of `rule` for kernels that apply a ReLU's backward rule as they store
+/// (prelude.wgsl's `fused_relu_grad`): 2 standard, 3 guided, 4 deconvnet; an error for the
+/// redirected rule, whose per-image flags need launches of their own.
+pub(crate) fn fused_rule_code(op: &'static str, rule: ReluRule) -> Result<i32> {
+    match rule {
+        ReluRule::Standard => Ok(2),
+        ReluRule::Guided => Ok(3),
+        ReluRule::Deconvnet => Ok(4),
+        ReluRule::Redirected => Err(Error::shape(
+            op,
+            "the redirected ReLU rule needs per-image flags and is not fused",
+        )),
+    }
+}
+
 /// Mirror of `ReluParams` in relu.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
