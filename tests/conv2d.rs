@@ -2125,11 +2125,14 @@ fn relu_epilogue_case(case: &Case, rng: &mut Rng, seen: &mut BTreeSet<&'static s
         let native = v.fuses_relu();
         let cache = Conv2dWeightCache::new();
         let (y, yr, plain_y) = (poisoned(&ys), poisoned(&ys), poisoned(&ys));
-        let (fused, plain) = with_conv2d_variant(v, || {
-            (
-                conv2d_forward_relu_cached(c, &y, &yr, &x, &w, Some(&b), &case.cfg, &cache),
-                conv2d_forward_cached(c, &plain_y, &x, &w, Some(&b), &case.cfg, &cache),
-            )
+        // Winograd in chunks of 2 images: the ReLU's tensor follows each chunk's offset.
+        let (fused, plain) = with_winograd_chunk_limit(2, || {
+            with_conv2d_variant(v, || {
+                (
+                    conv2d_forward_relu_cached(c, &y, &yr, &x, &w, Some(&b), &case.cfg, &cache),
+                    conv2d_forward_cached(c, &plain_y, &x, &w, Some(&b), &case.cfg, &cache),
+                )
+            })
         });
         let (fused, plain) = (fused.unwrap(), plain.unwrap());
         let name = format!("forward {} {}", case.name, v.name());
@@ -2170,14 +2173,18 @@ fn relu_epilogue_case(case: &Case, rng: &mut Rng, seen: &mut BTreeSet<&'static s
                 case.name,
                 v.name()
             );
-            let (fused, plain) = with_conv2d_variant(v, || {
-                let plain_dx = poisoned(&xs);
-                (
-                    conv2d_backward_input_relu_cached(
-                        c, &dx, &dy, &w, &case.cfg, &rx, rule, accumulate, &cache,
-                    ),
-                    conv2d_backward_input_cached(c, &plain_dx, &dy, &w, &case.cfg, false, &cache),
-                )
+            let (fused, plain) = with_winograd_chunk_limit(2, || {
+                with_conv2d_variant(v, || {
+                    let plain_dx = poisoned(&xs);
+                    (
+                        conv2d_backward_input_relu_cached(
+                            c, &dx, &dy, &w, &case.cfg, &rx, rule, accumulate, &cache,
+                        ),
+                        conv2d_backward_input_cached(
+                            c, &plain_dx, &dy, &w, &case.cfg, false, &cache,
+                        ),
+                    )
+                })
             });
             let (fused, plain) = (fused.unwrap(), plain.unwrap());
             assert_eq!(Conv2dVariant::of_kernel(fused.kernel()), Some(v), "{name}");
