@@ -75,8 +75,9 @@ fn run(path: &str, layer: Option<&str>, batch: usize, top: usize) -> cnnvis::Res
         })?;
         println!(
             "build {i}: forward plan {t_fwd:.2} ms, backward plan {t_bwd:.2} ms; \
-             the pass as one submission {pass:.2} ms ({} launches)",
-            all.len()
+             the pass as one submission {pass:.2} ms ({} dispatches, {} launches)",
+            all.len(),
+            all.iter().map(|d| d.launches()).sum::<usize>()
         );
     }
 
