@@ -73,26 +73,28 @@ fn render(adapter: &str, decisions: &BTreeMap<String, String>) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
 }
 
-/// The choice saved in `path` for `key`, reading the file at the first call for it.
-pub(crate) fn lookup(path: &Path, key: &str) -> Option<String> {
-    let mut files = files();
-    let decisions = files.entry(path.to_path_buf()).or_insert_with(|| {
+/// `path`'s decisions in `files`, read from disk the first time (none where it is unreadable).
+fn decisions_of<'a>(
+    files: &'a mut HashMap<PathBuf, BTreeMap<String, String>>,
+    path: &Path,
+) -> &'a mut BTreeMap<String, String> {
+    files.entry(path.to_path_buf()).or_insert_with(|| {
         std::fs::read_to_string(path)
             .map(|t| parse(&t))
             .unwrap_or_default()
-    });
-    decisions.get(key).cloned()
+    })
+}
+
+/// The choice saved in `path` for `key`, reading the file at the first call for it.
+pub(crate) fn lookup(path: &Path, key: &str) -> Option<String> {
+    decisions_of(&mut files(), path).get(key).cloned()
 }
 
 /// Adds `key: choice` to `path` and rewrites the file (a temporary file renamed over it, so a
 /// concurrent run never reads half of one); returns whether it was written.
 pub(crate) fn record(path: &Path, adapter: &str, key: &str, choice: &str) -> bool {
     let mut files = files();
-    let decisions = files.entry(path.to_path_buf()).or_insert_with(|| {
-        std::fs::read_to_string(path)
-            .map(|t| parse(&t))
-            .unwrap_or_default()
-    });
+    let decisions = decisions_of(&mut files, path);
     decisions.insert(key.to_string(), choice.to_string());
     let text = render(adapter, decisions);
     let dir = path.parent().unwrap_or(Path::new("."));
