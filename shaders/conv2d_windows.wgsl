@@ -12,18 +12,20 @@
 // 100 FLOPs of time per lane, while a uniform-buffer load is one vectorized gather, 15x cheaper
 // per value. A uniform binding holds at most 64 KiB, so both operands are packed into 64 KiB
 // windows and a launch binds up to 7 input and 7 weight windows (15 uniform bindings, the
-// driver's maximum) at fixed offsets; entry point conv2d_windows_k<m> binds m pairs (lavapipe
+// driver's maximum) at fixed offsets; entry point conv2d_windows_r<R>_k<m> binds m pairs (lavapipe
 // pays for every loop a kernel holds, run or not, so a layer takes the fewest that fit):
 //   * input window k of (image n, band b): source channels k*ck .. k*ck+ck-1, each a plane of
-//     5 packed rows (source rows 3b-pad_h .. 3b-pad_h+4) x wp4 vec4 (columns from -pad_w,
+//     R+2 packed rows (source rows R*b-pad_h .. R*b-pad_h+R+1) x wp4 vec4 (columns from -pad_w,
 //     zero outside the source);
 //   * weight window k of target-channel group g: for block j of 8 target channels, channel
 //     k*ck+cl, lane l: 3 vec4 holding the 9 taps (and 3 zeros) at ((j*ck + cl)*3 + m)*8 + l,
 //     m = 0, 1, 2 (lanes side by side, so that one gather reads 128 bytes in a row).
-// A workgroup is one 8-lane subgroup: lane l owns target channel g*G + 8*wg.y + l and a
-// 3 x 8 tile of outputs (rows 3b.., columns 8*wg.x..). Per source channel each lane gathers
-// its 3 weight vec4 and two of the tile's 15 input vec4; subgroupBroadcast hands every lane
-// the 50 inputs; then 216 FMAs into 24 register accumulators. The loops run in uniform
+// A workgroup is one 8-lane subgroup: lane l owns target channel g*G + 8*wg.y + l and an
+// R x 8 tile of outputs (rows R*b.., columns 8*wg.x..), R = 3 or 4 (conv2d_windows_r<R>_k<m>).
+// Per source channel each lane gathers its 3 weight vec4 and two (R = 3) or three (R = 4) of
+// the tile's 3(R+2) input vec4; subgroupBroadcast hands every lane the 10(R+2) inputs; then
+// 72R FMAs into 8R register accumulators. R = 4 spends fewer gathers per FMA, R = 3 wastes
+// fewer rows on heights like 14 (conv2d_windows.rs weighs both). The loops run in uniform
 // control flow (trip counts are parameters, each at least 1), so every broadcast reads active
 // lanes; they test at the end (lavapipe runs a top-tested loop's body once more, masked).
 // Entry points ending in _acc add into the target (backward passes that accumulate).
@@ -33,7 +35,7 @@
 
 struct WinParams {
     n: i32,          // image
-    band: i32,       // band of 3 target rows
+    band: i32,       // band of R target rows
     group: i32,      // target-channel group
     cs: i32,         // source channels
     hs: i32,
@@ -46,7 +48,7 @@ struct WinParams {
     ck: i32,         // source channels per window
     gsize: i32,      // target channels per group (a multiple of 8)
     wp4: i32,        // vec4 per packed row
-    plane4: i32,     // vec4 per packed channel plane (5 rows)
+    plane4: i32,     // vec4 per packed channel plane (R + 2 rows)
     windows: i32,    // windows in use
     has_bias: i32,
     accumulate: i32, // 1: add into t
@@ -134,7 +136,8 @@ fn conv2d_windows_pack(@builtin(global_invocation_id) gid: vec3<u32>,
     var o = vec4<f32>(0.0);
     if (c < p.cs) {
         let rc = divmod(v, p.wp4);
-        let row = band * 3 + rc.x - p.pad_h;
+        let rows = p.plane4 / p.wp4 - 2;  // R of the conv kernel
+        let row = band * rows + rc.x - p.pad_h;
         let col = rc.y * 4 - p.pad_w;
         o = vec4<f32>(src_at(c, row, col), src_at(c, row, col + 1), src_at(c, row, col + 2),
                       src_at(c, row, col + 3));
@@ -180,8 +183,8 @@ fn conv2d_windows_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>,
 
 // acc[oy*8 + ox] += sum over the 3x3 taps of w[tap] * x[oy+ky][ox+kx], x broadcast from
 // the lane that gathered it: vec4 q = r*3 + c/4 of the tile sits in lane q % 8 of g(q / 8).
-fn step(acc: ptr<function, array<f32, 24>>, wa: vec4<f32>, wb: vec4<f32>, wc: vec4<f32>,
-        g0: vec4<f32>, g1: vec4<f32>) {
+fn step_r3(acc: ptr<function, array<f32, 24>>, wa: vec4<f32>, wb: vec4<f32>,
+        wc: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>) {
     let w = array<f32, 9>(wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w, wc.x);
     let x0_0 = subgroupBroadcast(g0.x, 0u);
     let x0_1 = subgroupBroadcast(g0.y, 0u);
@@ -259,6 +262,103 @@ fn step(acc: ptr<function, array<f32, 24>>, wa: vec4<f32>, wb: vec4<f32>, wc: ve
     (*acc)[23] = fma(w[8], x4_9, fma(w[7], x4_8, fma(w[6], x4_7, fma(w[5], x3_9, fma(w[4], x3_8, fma(w[3], x3_7, fma(w[2], x2_9, fma(w[1], x2_8, fma(w[0], x2_7, (*acc)[23])))))))));
 }
 
+fn step_r4(acc: ptr<function, array<f32, 32>>, wa: vec4<f32>, wb: vec4<f32>,
+        wc: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>) {
+    let w = array<f32, 9>(wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w, wc.x);
+    let x0_0 = subgroupBroadcast(g0.x, 0u);
+    let x0_1 = subgroupBroadcast(g0.y, 0u);
+    let x0_2 = subgroupBroadcast(g0.z, 0u);
+    let x0_3 = subgroupBroadcast(g0.w, 0u);
+    let x0_4 = subgroupBroadcast(g0.x, 1u);
+    let x0_5 = subgroupBroadcast(g0.y, 1u);
+    let x0_6 = subgroupBroadcast(g0.z, 1u);
+    let x0_7 = subgroupBroadcast(g0.w, 1u);
+    let x0_8 = subgroupBroadcast(g0.x, 2u);
+    let x0_9 = subgroupBroadcast(g0.y, 2u);
+    let x1_0 = subgroupBroadcast(g0.x, 3u);
+    let x1_1 = subgroupBroadcast(g0.y, 3u);
+    let x1_2 = subgroupBroadcast(g0.z, 3u);
+    let x1_3 = subgroupBroadcast(g0.w, 3u);
+    let x1_4 = subgroupBroadcast(g0.x, 4u);
+    let x1_5 = subgroupBroadcast(g0.y, 4u);
+    let x1_6 = subgroupBroadcast(g0.z, 4u);
+    let x1_7 = subgroupBroadcast(g0.w, 4u);
+    let x1_8 = subgroupBroadcast(g0.x, 5u);
+    let x1_9 = subgroupBroadcast(g0.y, 5u);
+    let x2_0 = subgroupBroadcast(g0.x, 6u);
+    let x2_1 = subgroupBroadcast(g0.y, 6u);
+    let x2_2 = subgroupBroadcast(g0.z, 6u);
+    let x2_3 = subgroupBroadcast(g0.w, 6u);
+    let x2_4 = subgroupBroadcast(g0.x, 7u);
+    let x2_5 = subgroupBroadcast(g0.y, 7u);
+    let x2_6 = subgroupBroadcast(g0.z, 7u);
+    let x2_7 = subgroupBroadcast(g0.w, 7u);
+    let x2_8 = subgroupBroadcast(g1.x, 0u);
+    let x2_9 = subgroupBroadcast(g1.y, 0u);
+    let x3_0 = subgroupBroadcast(g1.x, 1u);
+    let x3_1 = subgroupBroadcast(g1.y, 1u);
+    let x3_2 = subgroupBroadcast(g1.z, 1u);
+    let x3_3 = subgroupBroadcast(g1.w, 1u);
+    let x3_4 = subgroupBroadcast(g1.x, 2u);
+    let x3_5 = subgroupBroadcast(g1.y, 2u);
+    let x3_6 = subgroupBroadcast(g1.z, 2u);
+    let x3_7 = subgroupBroadcast(g1.w, 2u);
+    let x3_8 = subgroupBroadcast(g1.x, 3u);
+    let x3_9 = subgroupBroadcast(g1.y, 3u);
+    let x4_0 = subgroupBroadcast(g1.x, 4u);
+    let x4_1 = subgroupBroadcast(g1.y, 4u);
+    let x4_2 = subgroupBroadcast(g1.z, 4u);
+    let x4_3 = subgroupBroadcast(g1.w, 4u);
+    let x4_4 = subgroupBroadcast(g1.x, 5u);
+    let x4_5 = subgroupBroadcast(g1.y, 5u);
+    let x4_6 = subgroupBroadcast(g1.z, 5u);
+    let x4_7 = subgroupBroadcast(g1.w, 5u);
+    let x4_8 = subgroupBroadcast(g1.x, 6u);
+    let x4_9 = subgroupBroadcast(g1.y, 6u);
+    let x5_0 = subgroupBroadcast(g1.x, 7u);
+    let x5_1 = subgroupBroadcast(g1.y, 7u);
+    let x5_2 = subgroupBroadcast(g1.z, 7u);
+    let x5_3 = subgroupBroadcast(g1.w, 7u);
+    let x5_4 = subgroupBroadcast(g2.x, 0u);
+    let x5_5 = subgroupBroadcast(g2.y, 0u);
+    let x5_6 = subgroupBroadcast(g2.z, 0u);
+    let x5_7 = subgroupBroadcast(g2.w, 0u);
+    let x5_8 = subgroupBroadcast(g2.x, 1u);
+    let x5_9 = subgroupBroadcast(g2.y, 1u);
+    (*acc)[0] = fma(w[8], x2_2, fma(w[7], x2_1, fma(w[6], x2_0, fma(w[5], x1_2, fma(w[4], x1_1, fma(w[3], x1_0, fma(w[2], x0_2, fma(w[1], x0_1, fma(w[0], x0_0, (*acc)[0])))))))));
+    (*acc)[1] = fma(w[8], x2_3, fma(w[7], x2_2, fma(w[6], x2_1, fma(w[5], x1_3, fma(w[4], x1_2, fma(w[3], x1_1, fma(w[2], x0_3, fma(w[1], x0_2, fma(w[0], x0_1, (*acc)[1])))))))));
+    (*acc)[2] = fma(w[8], x2_4, fma(w[7], x2_3, fma(w[6], x2_2, fma(w[5], x1_4, fma(w[4], x1_3, fma(w[3], x1_2, fma(w[2], x0_4, fma(w[1], x0_3, fma(w[0], x0_2, (*acc)[2])))))))));
+    (*acc)[3] = fma(w[8], x2_5, fma(w[7], x2_4, fma(w[6], x2_3, fma(w[5], x1_5, fma(w[4], x1_4, fma(w[3], x1_3, fma(w[2], x0_5, fma(w[1], x0_4, fma(w[0], x0_3, (*acc)[3])))))))));
+    (*acc)[4] = fma(w[8], x2_6, fma(w[7], x2_5, fma(w[6], x2_4, fma(w[5], x1_6, fma(w[4], x1_5, fma(w[3], x1_4, fma(w[2], x0_6, fma(w[1], x0_5, fma(w[0], x0_4, (*acc)[4])))))))));
+    (*acc)[5] = fma(w[8], x2_7, fma(w[7], x2_6, fma(w[6], x2_5, fma(w[5], x1_7, fma(w[4], x1_6, fma(w[3], x1_5, fma(w[2], x0_7, fma(w[1], x0_6, fma(w[0], x0_5, (*acc)[5])))))))));
+    (*acc)[6] = fma(w[8], x2_8, fma(w[7], x2_7, fma(w[6], x2_6, fma(w[5], x1_8, fma(w[4], x1_7, fma(w[3], x1_6, fma(w[2], x0_8, fma(w[1], x0_7, fma(w[0], x0_6, (*acc)[6])))))))));
+    (*acc)[7] = fma(w[8], x2_9, fma(w[7], x2_8, fma(w[6], x2_7, fma(w[5], x1_9, fma(w[4], x1_8, fma(w[3], x1_7, fma(w[2], x0_9, fma(w[1], x0_8, fma(w[0], x0_7, (*acc)[7])))))))));
+    (*acc)[8] = fma(w[8], x3_2, fma(w[7], x3_1, fma(w[6], x3_0, fma(w[5], x2_2, fma(w[4], x2_1, fma(w[3], x2_0, fma(w[2], x1_2, fma(w[1], x1_1, fma(w[0], x1_0, (*acc)[8])))))))));
+    (*acc)[9] = fma(w[8], x3_3, fma(w[7], x3_2, fma(w[6], x3_1, fma(w[5], x2_3, fma(w[4], x2_2, fma(w[3], x2_1, fma(w[2], x1_3, fma(w[1], x1_2, fma(w[0], x1_1, (*acc)[9])))))))));
+    (*acc)[10] = fma(w[8], x3_4, fma(w[7], x3_3, fma(w[6], x3_2, fma(w[5], x2_4, fma(w[4], x2_3, fma(w[3], x2_2, fma(w[2], x1_4, fma(w[1], x1_3, fma(w[0], x1_2, (*acc)[10])))))))));
+    (*acc)[11] = fma(w[8], x3_5, fma(w[7], x3_4, fma(w[6], x3_3, fma(w[5], x2_5, fma(w[4], x2_4, fma(w[3], x2_3, fma(w[2], x1_5, fma(w[1], x1_4, fma(w[0], x1_3, (*acc)[11])))))))));
+    (*acc)[12] = fma(w[8], x3_6, fma(w[7], x3_5, fma(w[6], x3_4, fma(w[5], x2_6, fma(w[4], x2_5, fma(w[3], x2_4, fma(w[2], x1_6, fma(w[1], x1_5, fma(w[0], x1_4, (*acc)[12])))))))));
+    (*acc)[13] = fma(w[8], x3_7, fma(w[7], x3_6, fma(w[6], x3_5, fma(w[5], x2_7, fma(w[4], x2_6, fma(w[3], x2_5, fma(w[2], x1_7, fma(w[1], x1_6, fma(w[0], x1_5, (*acc)[13])))))))));
+    (*acc)[14] = fma(w[8], x3_8, fma(w[7], x3_7, fma(w[6], x3_6, fma(w[5], x2_8, fma(w[4], x2_7, fma(w[3], x2_6, fma(w[2], x1_8, fma(w[1], x1_7, fma(w[0], x1_6, (*acc)[14])))))))));
+    (*acc)[15] = fma(w[8], x3_9, fma(w[7], x3_8, fma(w[6], x3_7, fma(w[5], x2_9, fma(w[4], x2_8, fma(w[3], x2_7, fma(w[2], x1_9, fma(w[1], x1_8, fma(w[0], x1_7, (*acc)[15])))))))));
+    (*acc)[16] = fma(w[8], x4_2, fma(w[7], x4_1, fma(w[6], x4_0, fma(w[5], x3_2, fma(w[4], x3_1, fma(w[3], x3_0, fma(w[2], x2_2, fma(w[1], x2_1, fma(w[0], x2_0, (*acc)[16])))))))));
+    (*acc)[17] = fma(w[8], x4_3, fma(w[7], x4_2, fma(w[6], x4_1, fma(w[5], x3_3, fma(w[4], x3_2, fma(w[3], x3_1, fma(w[2], x2_3, fma(w[1], x2_2, fma(w[0], x2_1, (*acc)[17])))))))));
+    (*acc)[18] = fma(w[8], x4_4, fma(w[7], x4_3, fma(w[6], x4_2, fma(w[5], x3_4, fma(w[4], x3_3, fma(w[3], x3_2, fma(w[2], x2_4, fma(w[1], x2_3, fma(w[0], x2_2, (*acc)[18])))))))));
+    (*acc)[19] = fma(w[8], x4_5, fma(w[7], x4_4, fma(w[6], x4_3, fma(w[5], x3_5, fma(w[4], x3_4, fma(w[3], x3_3, fma(w[2], x2_5, fma(w[1], x2_4, fma(w[0], x2_3, (*acc)[19])))))))));
+    (*acc)[20] = fma(w[8], x4_6, fma(w[7], x4_5, fma(w[6], x4_4, fma(w[5], x3_6, fma(w[4], x3_5, fma(w[3], x3_4, fma(w[2], x2_6, fma(w[1], x2_5, fma(w[0], x2_4, (*acc)[20])))))))));
+    (*acc)[21] = fma(w[8], x4_7, fma(w[7], x4_6, fma(w[6], x4_5, fma(w[5], x3_7, fma(w[4], x3_6, fma(w[3], x3_5, fma(w[2], x2_7, fma(w[1], x2_6, fma(w[0], x2_5, (*acc)[21])))))))));
+    (*acc)[22] = fma(w[8], x4_8, fma(w[7], x4_7, fma(w[6], x4_6, fma(w[5], x3_8, fma(w[4], x3_7, fma(w[3], x3_6, fma(w[2], x2_8, fma(w[1], x2_7, fma(w[0], x2_6, (*acc)[22])))))))));
+    (*acc)[23] = fma(w[8], x4_9, fma(w[7], x4_8, fma(w[6], x4_7, fma(w[5], x3_9, fma(w[4], x3_8, fma(w[3], x3_7, fma(w[2], x2_9, fma(w[1], x2_8, fma(w[0], x2_7, (*acc)[23])))))))));
+    (*acc)[24] = fma(w[8], x5_2, fma(w[7], x5_1, fma(w[6], x5_0, fma(w[5], x4_2, fma(w[4], x4_1, fma(w[3], x4_0, fma(w[2], x3_2, fma(w[1], x3_1, fma(w[0], x3_0, (*acc)[24])))))))));
+    (*acc)[25] = fma(w[8], x5_3, fma(w[7], x5_2, fma(w[6], x5_1, fma(w[5], x4_3, fma(w[4], x4_2, fma(w[3], x4_1, fma(w[2], x3_3, fma(w[1], x3_2, fma(w[0], x3_1, (*acc)[25])))))))));
+    (*acc)[26] = fma(w[8], x5_4, fma(w[7], x5_3, fma(w[6], x5_2, fma(w[5], x4_4, fma(w[4], x4_3, fma(w[3], x4_2, fma(w[2], x3_4, fma(w[1], x3_3, fma(w[0], x3_2, (*acc)[26])))))))));
+    (*acc)[27] = fma(w[8], x5_5, fma(w[7], x5_4, fma(w[6], x5_3, fma(w[5], x4_5, fma(w[4], x4_4, fma(w[3], x4_3, fma(w[2], x3_5, fma(w[1], x3_4, fma(w[0], x3_3, (*acc)[27])))))))));
+    (*acc)[28] = fma(w[8], x5_6, fma(w[7], x5_5, fma(w[6], x5_4, fma(w[5], x4_6, fma(w[4], x4_5, fma(w[3], x4_4, fma(w[2], x3_6, fma(w[1], x3_5, fma(w[0], x3_4, (*acc)[28])))))))));
+    (*acc)[29] = fma(w[8], x5_7, fma(w[7], x5_6, fma(w[6], x5_5, fma(w[5], x4_7, fma(w[4], x4_6, fma(w[3], x4_5, fma(w[2], x3_7, fma(w[1], x3_6, fma(w[0], x3_5, (*acc)[29])))))))));
+    (*acc)[30] = fma(w[8], x5_8, fma(w[7], x5_7, fma(w[6], x5_6, fma(w[5], x4_8, fma(w[4], x4_7, fma(w[3], x4_6, fma(w[2], x3_8, fma(w[1], x3_7, fma(w[0], x3_6, (*acc)[30])))))))));
+    (*acc)[31] = fma(w[8], x5_9, fma(w[7], x5_8, fma(w[6], x5_7, fma(w[5], x4_9, fma(w[4], x4_8, fma(w[3], x4_7, fma(w[2], x3_9, fma(w[1], x3_8, fma(w[0], x3_7, (*acc)[31])))))))));
+}
+
 // The bias of the lane's channel (0 past the last channel or without one).
 fn start_value(j: i32, lane: i32) -> f32 {
     let ct = p.group * p.gsize + j * 8 + lane;
@@ -267,7 +367,7 @@ fn start_value(j: i32, lane: i32) -> f32 {
 }
 
 // The lane's outputs that fall inside the computed grid.
-fn finish(lane: i32, cb: i32, j: i32, acc: array<f32, 24>, add: bool) {
+fn finish_r3(lane: i32, cb: i32, j: i32, acc: array<f32, 24>, add: bool) {
     let ct = p.group * p.gsize + j * 8 + lane;
     if (j * 8 + lane >= p.gsize || ct >= p.ct) { return; }
     let base = p.n * p.ct + ct;
@@ -306,35 +406,59 @@ fn finish(lane: i32, cb: i32, j: i32, acc: array<f32, 24>, add: bool) {
     }
 }
 
-@compute @workgroup_size(8)
-fn conv2d_windows_k1(@builtin(workgroup_id) wg: vec3<u32>,
-                  @builtin(subgroup_invocation_id) lane_id: u32) {
-    let lane = i32(lane_id);
-    let cb = i32(wg.x);
-    let j = i32(wg.y);
-    // Accumulators start at the bias and take channels and taps in ascending order, the
-    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
-    // path points sit near ReLU kinks, are sensitive to the summation order.
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
-    let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
-    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
-    let wl = j * p.ck * 24 + lane;
-    var cl0 = 0;
-    loop {
-        let wi = wl + cl0 * 24;
-        let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
-        continuing { cl0++; break if cl0 >= p.count0; }
+// The lane's outputs that fall inside the computed grid.
+fn finish_r4(lane: i32, cb: i32, j: i32, acc: array<f32, 32>, add: bool) {
+    let ct = p.group * p.gsize + j * 8 + lane;
+    if (j * 8 + lane >= p.gsize || ct >= p.ct) { return; }
+    let base = p.n * p.ct + ct;
+    let row0 = p.band * 4 + 0;
+    if (row0 < p.ht) {
+        store(base, row0, cb * 8 + 0, acc[0], add);
+        store(base, row0, cb * 8 + 1, acc[1], add);
+        store(base, row0, cb * 8 + 2, acc[2], add);
+        store(base, row0, cb * 8 + 3, acc[3], add);
+        store(base, row0, cb * 8 + 4, acc[4], add);
+        store(base, row0, cb * 8 + 5, acc[5], add);
+        store(base, row0, cb * 8 + 6, acc[6], add);
+        store(base, row0, cb * 8 + 7, acc[7], add);
     }
-    finish(lane, cb, j, acc, false);
+    let row1 = p.band * 4 + 1;
+    if (row1 < p.ht) {
+        store(base, row1, cb * 8 + 0, acc[8], add);
+        store(base, row1, cb * 8 + 1, acc[9], add);
+        store(base, row1, cb * 8 + 2, acc[10], add);
+        store(base, row1, cb * 8 + 3, acc[11], add);
+        store(base, row1, cb * 8 + 4, acc[12], add);
+        store(base, row1, cb * 8 + 5, acc[13], add);
+        store(base, row1, cb * 8 + 6, acc[14], add);
+        store(base, row1, cb * 8 + 7, acc[15], add);
+    }
+    let row2 = p.band * 4 + 2;
+    if (row2 < p.ht) {
+        store(base, row2, cb * 8 + 0, acc[16], add);
+        store(base, row2, cb * 8 + 1, acc[17], add);
+        store(base, row2, cb * 8 + 2, acc[18], add);
+        store(base, row2, cb * 8 + 3, acc[19], add);
+        store(base, row2, cb * 8 + 4, acc[20], add);
+        store(base, row2, cb * 8 + 5, acc[21], add);
+        store(base, row2, cb * 8 + 6, acc[22], add);
+        store(base, row2, cb * 8 + 7, acc[23], add);
+    }
+    let row3 = p.band * 4 + 3;
+    if (row3 < p.ht) {
+        store(base, row3, cb * 8 + 0, acc[24], add);
+        store(base, row3, cb * 8 + 1, acc[25], add);
+        store(base, row3, cb * 8 + 2, acc[26], add);
+        store(base, row3, cb * 8 + 3, acc[27], add);
+        store(base, row3, cb * 8 + 4, acc[28], add);
+        store(base, row3, cb * 8 + 5, acc[29], add);
+        store(base, row3, cb * 8 + 6, acc[30], add);
+        store(base, row3, cb * 8 + 7, acc[31], add);
+    }
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k1(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -344,24 +468,25 @@ fn conv2d_windows_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
-    finish(lane, cb, j, acc, true);
+    finish_r3(lane, cb, j, acc, false);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k2(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -371,31 +496,60 @@ fn conv2d_windows_k2(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    finish_r3(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r3_k2(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 14);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
-    finish(lane, cb, j, acc, false);
+    finish_r3(lane, cb, j, acc, false);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -405,31 +559,32 @@ fn conv2d_windows_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
-    finish(lane, cb, j, acc, true);
+    finish_r3(lane, cb, j, acc, true);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k3(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k3(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -439,38 +594,39 @@ fn conv2d_windows_k3(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
-    finish(lane, cb, j, acc, false);
+    finish_r3(lane, cb, j, acc, false);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -480,38 +636,39 @@ fn conv2d_windows_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
-    finish(lane, cb, j, acc, true);
+    finish_r3(lane, cb, j, acc, true);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k4(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k4(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -521,45 +678,46 @@ fn conv2d_windows_k4(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
         continuing { cl3++; break if cl3 >= p.count3; }
     }
-    finish(lane, cb, j, acc, false);
+    finish_r3(lane, cb, j, acc, false);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -569,45 +727,46 @@ fn conv2d_windows_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
         continuing { cl3++; break if cl3 >= p.count3; }
     }
-    finish(lane, cb, j, acc, true);
+    finish_r3(lane, cb, j, acc, true);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k5(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k5(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -617,52 +776,53 @@ fn conv2d_windows_k5(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
         continuing { cl4++; break if cl4 >= p.count4; }
     }
-    finish(lane, cb, j, acc, false);
+    finish_r3(lane, cb, j, acc, false);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -672,52 +832,53 @@ fn conv2d_windows_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
         continuing { cl4++; break if cl4 >= p.count4; }
     }
-    finish(lane, cb, j, acc, true);
+    finish_r3(lane, cb, j, acc, true);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k6(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k6(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -727,59 +888,60 @@ fn conv2d_windows_k6(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
         continuing { cl5++; break if cl5 >= p.count5; }
     }
-    finish(lane, cb, j, acc, false);
+    finish_r3(lane, cb, j, acc, false);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -789,59 +951,60 @@ fn conv2d_windows_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
         continuing { cl5++; break if cl5 >= p.count5; }
     }
-    finish(lane, cb, j, acc, true);
+    finish_r3(lane, cb, j, acc, true);
 }
 
 @compute @workgroup_size(8)
-fn conv2d_windows_k7(@builtin(workgroup_id) wg: vec3<u32>,
+fn conv2d_windows_r3_k7(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let cb = i32(wg.x);
@@ -851,129 +1014,845 @@ fn conv2d_windows_k7(@builtin(workgroup_id) wg: vec3<u32>,
     // path points sit near ReLU kinks, are sensitive to the summation order.
     let b0 = start_value(j, lane);
     var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
     let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
     let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
     let wl = j * p.ck * 24 + lane;
     var cl0 = 0;
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
-        continuing { cl5++; break if cl5 >= p.count5; }
-    }
-    var cl6 = 0;
-    loop {
-        let wi = wl + cl6 * 24;
-        let ib = cl6 * p.plane4;
-        step(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1]);
-        continuing { cl6++; break if cl6 >= p.count6; }
-    }
-    finish(lane, cb, j, acc, false);
-}
-
-@compute @workgroup_size(8)
-fn conv2d_windows_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
-                  @builtin(subgroup_invocation_id) lane_id: u32) {
-    let lane = i32(lane_id);
-    let cb = i32(wg.x);
-    let j = i32(wg.y);
-    // Accumulators start at the bias and take channels and taps in ascending order, the
-    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
-    // path points sit near ReLU kinks, are sensitive to the summation order.
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    // This lane's two input gathers: tile vec4 q = lane and q = 8 + lane (clamped: 15
-    // vec4 per channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
-    let q1 = min(8 + lane, 14);
-    let off0 = (lane / 3) * p.wp4 + lane % 3 + 2 * cb;
-    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
-    let wl = j * p.ck * 24 + lane;
-    var cl0 = 0;
-    loop {
-        let wi = wl + cl0 * 24;
-        let ib = cl0 * p.plane4;
-        step(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
-        continuing { cl0++; break if cl0 >= p.count0; }
-    }
-    var cl1 = 0;
-    loop {
-        let wi = wl + cl1 * 24;
-        let ib = cl1 * p.plane4;
-        step(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
-        continuing { cl1++; break if cl1 >= p.count1; }
-    }
-    var cl2 = 0;
-    loop {
-        let wi = wl + cl2 * 24;
-        let ib = cl2 * p.plane4;
-        step(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
-        continuing { cl2++; break if cl2 >= p.count2; }
-    }
-    var cl3 = 0;
-    loop {
-        let wi = wl + cl3 * 24;
-        let ib = cl3 * p.plane4;
-        step(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
-        continuing { cl3++; break if cl3 >= p.count3; }
-    }
-    var cl4 = 0;
-    loop {
-        let wi = wl + cl4 * 24;
-        let ib = cl4 * p.plane4;
-        step(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
-        continuing { cl4++; break if cl4 >= p.count4; }
-    }
-    var cl5 = 0;
-    loop {
-        let wi = wl + cl5 * 24;
-        let ib = cl5 * p.plane4;
-        step(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     var cl6 = 0;
     loop {
         let wi = wl + cl6 * 24;
         let ib = cl6 * p.plane4;
-        step(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1]);
+        step_r3(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1]);
         continuing { cl6++; break if cl6 >= p.count6; }
     }
-    finish(lane, cb, j, acc, true);
+    finish_r3(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r3_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 15 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 14);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 14);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    var cl4 = 0;
+    loop {
+        let wi = wl + cl4 * 24;
+        let ib = cl4 * p.plane4;
+        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        continuing { cl4++; break if cl4 >= p.count4; }
+    }
+    var cl5 = 0;
+    loop {
+        let wi = wl + cl5 * 24;
+        let ib = cl5 * p.plane4;
+        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        continuing { cl5++; break if cl5 >= p.count5; }
+    }
+    var cl6 = 0;
+    loop {
+        let wi = wl + cl6 * 24;
+        let ib = cl6 * p.plane4;
+        step_r3(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1]);
+        continuing { cl6++; break if cl6 >= p.count6; }
+    }
+    finish_r3(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k1(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    finish_r4(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    finish_r4(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k2(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    finish_r4(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    finish_r4(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k3(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    finish_r4(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    finish_r4(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k4(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    finish_r4(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    finish_r4(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k5(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    var cl4 = 0;
+    loop {
+        let wi = wl + cl4 * 24;
+        let ib = cl4 * p.plane4;
+        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        continuing { cl4++; break if cl4 >= p.count4; }
+    }
+    finish_r4(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    var cl4 = 0;
+    loop {
+        let wi = wl + cl4 * 24;
+        let ib = cl4 * p.plane4;
+        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        continuing { cl4++; break if cl4 >= p.count4; }
+    }
+    finish_r4(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k6(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    var cl4 = 0;
+    loop {
+        let wi = wl + cl4 * 24;
+        let ib = cl4 * p.plane4;
+        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        continuing { cl4++; break if cl4 >= p.count4; }
+    }
+    var cl5 = 0;
+    loop {
+        let wi = wl + cl5 * 24;
+        let ib = cl5 * p.plane4;
+        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        continuing { cl5++; break if cl5 >= p.count5; }
+    }
+    finish_r4(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    var cl4 = 0;
+    loop {
+        let wi = wl + cl4 * 24;
+        let ib = cl4 * p.plane4;
+        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        continuing { cl4++; break if cl4 >= p.count4; }
+    }
+    var cl5 = 0;
+    loop {
+        let wi = wl + cl5 * 24;
+        let ib = cl5 * p.plane4;
+        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        continuing { cl5++; break if cl5 >= p.count5; }
+    }
+    finish_r4(lane, cb, j, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k7(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    var cl4 = 0;
+    loop {
+        let wi = wl + cl4 * 24;
+        let ib = cl4 * p.plane4;
+        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        continuing { cl4++; break if cl4 >= p.count4; }
+    }
+    var cl5 = 0;
+    loop {
+        let wi = wl + cl5 * 24;
+        let ib = cl5 * p.plane4;
+        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        continuing { cl5++; break if cl5 >= p.count5; }
+    }
+    var cl6 = 0;
+    loop {
+        let wi = wl + cl6 * 24;
+        let ib = cl6 * p.plane4;
+        step_r4(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1], in6.v[ib + off2]);
+        continuing { cl6++; break if cl6 >= p.count6; }
+    }
+    finish_r4(lane, cb, j, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_windows_r4_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let cb = i32(wg.x);
+    let j = i32(wg.y);
+    // Accumulators start at the bias and take channels and taps in ascending order, the
+    // sequential order of the definition: the IG fixtures (tests/vis_saliency.rs), whose
+    // path points sit near ReLU kinks, are sensitive to the summation order.
+    let b0 = start_value(j, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
+    // This lane's input gathers: tile vec4 q = 8i + lane (clamped: 18 vec4 per
+    // channel), q -> packed row q / 3, vec4 q % 3 of the 8-column block cb.
+    let q0 = min(0 + lane, 17);
+    let off0 = (q0 / 3) * p.wp4 + q0 % 3 + 2 * cb;
+    let q1 = min(8 + lane, 17);
+    let off1 = (q1 / 3) * p.wp4 + q1 % 3 + 2 * cb;
+    let q2 = min(16 + lane, 17);
+    let off2 = (q2 / 3) * p.wp4 + q2 % 3 + 2 * cb;
+    let wl = j * p.ck * 24 + lane;
+    var cl0 = 0;
+    loop {
+        let wi = wl + cl0 * 24;
+        let ib = cl0 * p.plane4;
+        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        continuing { cl0++; break if cl0 >= p.count0; }
+    }
+    var cl1 = 0;
+    loop {
+        let wi = wl + cl1 * 24;
+        let ib = cl1 * p.plane4;
+        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        continuing { cl1++; break if cl1 >= p.count1; }
+    }
+    var cl2 = 0;
+    loop {
+        let wi = wl + cl2 * 24;
+        let ib = cl2 * p.plane4;
+        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        continuing { cl2++; break if cl2 >= p.count2; }
+    }
+    var cl3 = 0;
+    loop {
+        let wi = wl + cl3 * 24;
+        let ib = cl3 * p.plane4;
+        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        continuing { cl3++; break if cl3 >= p.count3; }
+    }
+    var cl4 = 0;
+    loop {
+        let wi = wl + cl4 * 24;
+        let ib = cl4 * p.plane4;
+        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        continuing { cl4++; break if cl4 >= p.count4; }
+    }
+    var cl5 = 0;
+    loop {
+        let wi = wl + cl5 * 24;
+        let ib = cl5 * p.plane4;
+        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        continuing { cl5++; break if cl5 >= p.count5; }
+    }
+    var cl6 = 0;
+    loop {
+        let wi = wl + cl6 * 24;
+        let ib = cl6 * p.plane4;
+        step_r4(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1], in6.v[ib + off2]);
+        continuing { cl6++; break if cl6 >= p.count6; }
+    }
+    finish_r4(lane, cb, j, acc, true);
 }

@@ -5,9 +5,9 @@
 //! `tools/gen_conv2d_windows.py`, for the layouts and the kernel).
 //!
 //! One pass is a chain of launches: (weights packed, unless a [`WeightPacks`] holds
-//! them), then per image: its source packed into bands of 3 target rows, then one launch per
-//! (band, group of target channels), each binding the band's input windows and the group's
-//! weight windows. The backward pass to the input is the same correlation of `dy`, padded by
+//! them), then per image: its source packed into bands of 3 or 4 target rows (whichever costs
+//! less, see `R4_BAND_COST`), then one launch per (band, group of target channels), each
+//! binding the band's input windows and the group's weight windows. The backward pass to the input is the same correlation of `dy`, padded by
 //! `2 - pad`, with the weights transposed and flipped.
 
 use crate::error::Result;
@@ -16,52 +16,91 @@ use crate::ops::windows::{
     self, window, WeightPacks, LANES, MAX_PACK_BYTES, WINDOW_BYTES, WINDOW_FLOATS,
 };
 
-/// The conv entry points: `CONV[m - 1]` binds m window pairs and writes the target,
-/// `CONV_ACC[m - 1]` adds into it.
-const CONV: [Kernel; WINDOWS] = [
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k1"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k2"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k3"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k4"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k5"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k6"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k7"),
+/// The conv entry points of tile height R = 3 (`CONV_R3`) and 4 (`CONV_R4`): `[0][m - 1]`
+/// binds m window pairs and writes the target, `[1][m - 1]` adds into it.
+const CONV_R3: [[Kernel; WINDOWS]; 2] = [
+    [
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k1"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k2"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k3"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k4"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k5"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k6"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k7"),
+    ],
+    [
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k1_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k2_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k3_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k4_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k5_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k6_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r3_k7_acc"),
+    ],
 ];
-const CONV_ACC: [Kernel; WINDOWS] = [
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k1_acc"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k2_acc"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k3_acc"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k4_acc"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k5_acc"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k6_acc"),
-    Kernel::new(Shader::Conv2dWindows, "conv2d_windows_k7_acc"),
+const CONV_R4: [[Kernel; WINDOWS]; 2] = [
+    [
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k1"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k2"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k3"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k4"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k5"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k6"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k7"),
+    ],
+    [
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k1_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k2_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k3_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k4_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k5_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k6_acc"),
+        Kernel::new(Shader::Conv2dWindows, "conv2d_windows_r4_k7_acc"),
+    ],
 ];
 const PACK: Kernel = Kernel::new(Shader::Conv2dWindows, "conv2d_windows_pack");
 const PACK_WEIGHTS: Kernel = Kernel::new(Shader::Conv2dWindows, "conv2d_windows_pack_weights");
 
 /// Kernels of this family.
 pub const KERNELS: &[Kernel] = &[
-    CONV[0],
-    CONV[1],
-    CONV[2],
-    CONV[3],
-    CONV[4],
-    CONV[5],
-    CONV[6],
-    CONV_ACC[0],
-    CONV_ACC[1],
-    CONV_ACC[2],
-    CONV_ACC[3],
-    CONV_ACC[4],
-    CONV_ACC[5],
-    CONV_ACC[6],
+    CONV_R3[0][0],
+    CONV_R3[0][1],
+    CONV_R3[0][2],
+    CONV_R3[0][3],
+    CONV_R3[0][4],
+    CONV_R3[0][5],
+    CONV_R3[0][6],
+    CONV_R3[1][0],
+    CONV_R3[1][1],
+    CONV_R3[1][2],
+    CONV_R3[1][3],
+    CONV_R3[1][4],
+    CONV_R3[1][5],
+    CONV_R3[1][6],
+    CONV_R4[0][0],
+    CONV_R4[0][1],
+    CONV_R4[0][2],
+    CONV_R4[0][3],
+    CONV_R4[0][4],
+    CONV_R4[0][5],
+    CONV_R4[0][6],
+    CONV_R4[1][0],
+    CONV_R4[1][1],
+    CONV_R4[1][2],
+    CONV_R4[1][3],
+    CONV_R4[1][4],
+    CONV_R4[1][5],
+    CONV_R4[1][6],
     PACK,
     PACK_WEIGHTS,
 ];
 
 /// Whether `kernel` is one of this variant's conv entry points.
 pub(crate) fn is_conv_kernel(kernel: Kernel) -> bool {
-    CONV.contains(&kernel) || CONV_ACC.contains(&kernel)
+    [CONV_R3, CONV_R4]
+        .iter()
+        .flatten()
+        .any(|set| set.contains(&kernel))
 }
 
 /// Window pairs a launch binds at most (`K` in the generator): 1 + 2 * 7 = 15 uniform
@@ -73,9 +112,15 @@ const WINDOWS: usize = 7;
 const MIN_GROUP: usize = 32;
 /// Uniform bindings the widest launch uses.
 const UNIFORM_BINDINGS: u32 = 1 + 2 * WINDOWS as u32;
-/// Target rows per band (`R`) and columns per lane (`S`).
-const BAND_ROWS: usize = 3;
+/// Target rows per band (`R`, the tile heights the generator's `TILE_ROWS` spells out) and
+/// columns per lane (`S`).
+const BAND_ROWS: [usize; 2] = [3, 4];
 const LANE_COLS: usize = 8;
+/// Time of an R = 4 band over an R = 3 band on lavapipe (288 FMAs and 21 gathers per source
+/// channel against 216 and 17, plus register spills): measured 1.2-1.3 from the speed-ups of
+/// alternating runs (VGG16 112², 56², 28²: 7-15 % faster at R = 4; 14², 4 bands of 4 rows
+/// against 5 of 3: 10-15 % slower). A layer takes R = 4 where its bands times this is fewer.
+const R4_BAND_COST: f64 = 1.3;
 /// Padded floats per (target channel, source channel) in a weight window: 9 taps + 3 zeros.
 const TAP_FLOATS: usize = 12;
 
@@ -135,7 +180,7 @@ pub(crate) struct WindowPlan {
     up: usize,
     /// Every `down`-th row and column of the computed target is stored (1: all of it).
     down: usize,
-    /// vec4 per packed row and per packed channel plane (5 rows).
+    /// vec4 per packed row and per packed channel plane (R + 2 rows).
     wp4: usize,
     plane4: usize,
     /// Source channels per window, and windows in use.
@@ -144,6 +189,8 @@ pub(crate) struct WindowPlan {
     /// Target channels per group (a multiple of 8), and groups.
     gsize: usize,
     groups: usize,
+    /// Target rows per band (R), and bands.
+    rows: usize,
     bands: usize,
 }
 
@@ -169,6 +216,22 @@ impl WindowPlan {
         up: usize,
         target: [usize; 2],
     ) -> Option<Self> {
+        let [r3, r4] = BAND_ROWS.map(|rows| Self::with_rows(source, ct, pad, up, target, rows));
+        match (r3, r4) {
+            (Some(a), Some(b)) if (b.bands as f64) * R4_BAND_COST < a.bands as f64 => Some(b),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// [`WindowPlan::upsampled`] with bands of `rows` target rows (one of `BAND_ROWS`).
+    fn with_rows(
+        source: [usize; 4],
+        ct: usize,
+        pad: [usize; 2],
+        up: usize,
+        target: [usize; 2],
+        rows: usize,
+    ) -> Option<Self> {
         let [n, cs, hs, ws] = source;
         let [ht, wt] = target;
         if n == 0 || cs == 0 || ct == 0 || hs == 0 || ws == 0 || up == 0 || ht == 0 || wt == 0 {
@@ -179,7 +242,7 @@ impl WindowPlan {
         }
         let ncb = wt.div_ceil(LANE_COLS);
         let wp4 = 2 * ncb + 1;
-        let plane4 = (BAND_ROWS + 2) * wp4;
+        let plane4 = (rows + 2) * wp4;
         let per_window = WINDOW_FLOATS / 4 / plane4;
         // Source channels per window for m windows, and the target channels a weight window
         // then holds (gsize * ck * 12 floats), for each m that fits.
@@ -194,7 +257,7 @@ impl WindowPlan {
         let windows = cs.div_ceil(ck);
         let groups = ct.div_ceil(gmax);
         let gsize = ct.div_ceil(groups).div_ceil(LANES) * LANES;
-        let bands = ht.div_ceil(BAND_ROWS);
+        let bands = ht.div_ceil(rows);
         // Each packed operand is written through one storage binding.
         let max_windows = (MAX_PACK_BYTES / WINDOW_BYTES) as usize;
         if bands * windows > max_windows || groups * windows > max_windows {
@@ -218,6 +281,7 @@ impl WindowPlan {
             windows,
             gsize,
             groups,
+            rows,
             bands,
         })
     }
@@ -355,7 +419,8 @@ pub(crate) fn build(
     )?;
     let pack_total = plan.bands * plan.windows * plan.ck * plan.plane4;
     let base = plan.params();
-    let conv = if accumulate { CONV_ACC } else { CONV }[plan.windows - 1];
+    let tile = if plan.rows == 4 { CONV_R4 } else { CONV_R3 };
+    let conv = tile[accumulate as usize][plan.windows - 1];
     for n in 0..plan.n {
         let mut params = base;
         params.n = crate::ops::to_i32(OP, "image", n)?;
@@ -394,4 +459,31 @@ pub(crate) fn build(
     }
     parts.push(ctx.dispatch_many(conv, &launches)?);
     Ok(Dispatch::chain(conv, parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WindowPlan;
+
+    fn rows(source: [usize; 4], ct: usize, pad: usize) -> Option<usize> {
+        WindowPlan::new(source, ct, [pad, pad]).map(|p| p.rows)
+    }
+
+    /// VGG16's big layers take 4-row bands, 14² (5 bands of 3 against 4 of 4) keeps 3; a layer
+    /// whose channels do not fit R = 4's smaller windows falls back to R = 3.
+    #[test]
+    fn band_height_follows_the_cost_and_the_fit() {
+        assert_eq!(rows([1, 64, 112, 112], 128, 1), Some(4));
+        assert_eq!(rows([1, 256, 56, 56], 256, 1), Some(4));
+        assert_eq!(rows([1, 512, 28, 28], 512, 1), Some(4));
+        assert_eq!(rows([1, 512, 14, 14], 512, 1), Some(3));
+        // tests/conv2d.rs's windows cases: 7 rows (2 bands of 4), 6 rows (2 bands of 3).
+        assert_eq!(rows([1, 100, 7, 11], 150, 1), Some(4));
+        assert_eq!(rows([2, 9, 8, 6], 11, 0), Some(3));
+        // 80 channels per window: R = 3 holds 91 of 45 vec4, R = 4 only 75 of 54.
+        assert_eq!(rows([1, 560, 28, 28], 64, 1), Some(3));
+        let p = WindowPlan::new([1, 560, 28, 28], 64, [1, 1]).unwrap();
+        assert_eq!((p.ck, p.plane4, p.bands), (80, 45, 10));
+        assert_eq!(rows([1, 700, 28, 28], 64, 1), None);
+    }
 }
