@@ -9,7 +9,8 @@
 //! `CNNVIS_BENCH_SAMPLES=N` sets samples per figure (default 5), `CNNVIS_BENCH_BATCH=N` the
 //! images per conv (default 1; the autotuner then tunes that batch), `CNNVIS_BENCH_WEIGHT=1` adds
 //! backward-to-weight. `--json` writes `{device, adapter, fma_peak_gflops, batch, kernels: [{layer,
-//! model, pass, variant, chosen, count, gflop, median_s, gflops, peak_fraction}]}`.
+//! model, pass, variant, chosen, count, gflop, median_s, gflops, peak_fraction}],
+//! fma_peak_end_gflops}` (the probe run again after the table: how far the machine drifted).
 //!
 //! The `variant` column names the forward / backward-to-input kernel that ran (`direct`,
 //! `tiled`, `rows`, `windows`, `gemm`, `gemm-wide`, `winograd`; see `select_conv2d_variant`).
@@ -227,6 +228,13 @@ fn main() {
             }
         }
     }
+    // The probe again: on a shared VM the speed drifts over a run, and a start and end far
+    // apart say that this run's % of peak mixes two machines.
+    let end_peak = fma_peak_gflops(&ctx, samples);
+    println!(
+        "\nFMA peak again at the end of the run: {end_peak:.1} GFLOP/s ({:+.0} % against the start)",
+        (end_peak / peak - 1.0) * 100.0
+    );
     let mut tuned = conv2d_autotune_choices();
     if !tuned.is_empty() {
         tuned.sort_by_key(|e| (e.key.x, e.key.w, e.key.cfg.stride, e.key.pass as u8));
@@ -268,7 +276,8 @@ fn main() {
             })
             .collect();
         let doc = json!({"device": a.name, "adapter": a.to_string(),
-                         "fma_peak_gflops": peak, "batch": batch(), "kernels": kernels});
+                         "fma_peak_gflops": peak, "fma_peak_end_gflops": end_peak,
+                         "batch": batch(), "kernels": kernels});
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         if let Err(e) = std::fs::write(&path, text) {
             eprintln!("error: writing {path}: {e}");
