@@ -146,10 +146,13 @@ def step_fn():
            f"// sits in lane q % 8 of g(q / 8).",
            f"fn step(acc: ptr<function, array<f32, {PX}>>, w: vec4<f32>, " +
            ", ".join(f"g{i}: vec4<f32>" for i in range(GATHERS)) + ") {"]
-    for c in range(4):
-        for q in range(PX):
-            out.append(f"    (*acc)[{q}] = fma(w.{comps[c]}, subgroupBroadcast(g{q // LANES}.{comps[c]}, "
-                       f"{q % LANES}u), (*acc)[{q}]);")
+    # Pixel by pixel: each accumulator takes its 4 channels while it is in a register, and
+    # each broadcast is used as soon as it is made (AVX2 has 16 vector registers, fewer than
+    # the 24 accumulators). The channels still come in ascending order.
+    for q in range(PX):
+        terms = "".join(f"fma(w.{comps[c]}, subgroupBroadcast(g{q // LANES}.{comps[c]}, {q % LANES}u), "
+                        for c in reversed(range(4)))
+        out.append(f"    (*acc)[{q}] = {terms}(*acc)[{q}]" + ")" * 4 + ";")
     out.append("}")
     return out
 
