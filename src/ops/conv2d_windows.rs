@@ -7,8 +7,9 @@
 //! One pass is a chain of launches: (weights packed, unless a [`WeightPacks`] holds
 //! them), then per image: its source packed into bands of 3 or 4 target rows (whichever costs
 //! less, see `R4_BAND_COST`), then one launch per (band, group of target channels), each
-//! binding the band's input windows and the group's weight windows. The backward pass to the input is the same correlation of `dy`, padded by
-//! `2 - pad`, with the weights transposed and flipped.
+//! binding the band's input windows and the group's weight windows. The backward pass to the
+//! input is the same correlation of `dy`, padded by `2 - pad`, with the weights transposed and
+//! flipped.
 
 use crate::error::Result;
 use crate::gpu::{Binding, DType, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor};
