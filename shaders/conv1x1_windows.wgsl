@@ -13,8 +13,15 @@
 // target pixels b*pb + 24*wg.x ..; per 4 source channels it gathers 1 weight vec4 and 3
 // input vec4 (pixels lane, 8 + lane, 16 + lane), then 96 broadcasts and FMAs.
 // Entry points conv1x1_windows_k<m>[_acc] bind m window pairs (_acc adds into t).
+// Packing the source: conv1x1_windows_pack (any stride), _pack4 (stride 1, planes of a
+// multiple of 4 pixels: 4 pixels per thread) or, where the planes also fit 4 to a window,
+// _pack_uniform, which reads the source through the 14 window bindings: on lavapipe a storage
+// load is a loop over the lanes, each lane's value inserted through the stack (a store-forwarding
+// stall), while a uniform load is one vectorized gather. That made packing as slow as the product
+// on ResNet50's 56x56 1x1 convs.
 // Bindings: 0 params, 1 src (bias, or the tensor to pack), 2 t, 3 packed, 4..10 input
-// windows, 11..17 weight windows.
+// windows, 11..17 weight windows (or source windows when packing), 18 src and 19 t
+// as vec4.
 
 struct Px1Params {
     n: i32,          // image
@@ -45,6 +52,12 @@ struct Px1Params {
     scatter: i32,    // backward at stride s: target pixel (y, x) of the product lands at
     out_h: i32,      // (s*y, s*x) of a target out_h x out_w, the rest of each s x s block 0
     out_w: i32,
+    vec4_px: i32,    // 1: planes of a multiple of 4 pixels, stride 1, no scatter: the packing
+                     // reads and the product writes 4 pixels at a time (src4, t4)
+    c0: i32,         // conv1x1_windows_pack_uniform: first source channel of the launch,
+    cw: i32,         // channels per source window (a multiple of 4),
+    pad0: i32,
+    shift: array<vec4<i32>, 4>, // and where in window j its first channel starts (floats)
 }
 
 struct Window {
@@ -55,6 +68,10 @@ struct Window {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> t: array<f32>;
 @group(0) @binding(3) var<storage, read_write> packed: array<vec4<f32>>;
+// The same tensors as src and t, 4 pixels per element: lavapipe runs every storage access as a
+// loop over the lanes, so one vec4 access costs about as much as two scalar ones, not four.
+@group(0) @binding(18) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read_write> t4: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> in0: Window;
 @group(0) @binding(5) var<uniform> in1: Window;
 @group(0) @binding(6) var<uniform> in2: Window;
@@ -98,6 +115,40 @@ fn conv1x1_windows_pack(@builtin(global_invocation_id) gid: vec3<u32>,
         vec4<f32>(src_at(c, q), src_at(c + 1, q), src_at(c + 2, q), src_at(c + 3, q));
 }
 
+// conv1x1_windows_pack for p.vec4_px = 1: one thread per 4 packed vec4 (4 channels of 4
+// pixels in a row), read as 4 vec4 and written transposed.
+@compute @workgroup_size(WG)
+fn conv1x1_windows_pack4(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = i32(flat_index(gid, nwg));
+    if (i >= p.total) { return; }
+    let pb4 = p.pb / 4;
+    let b = divmod(i, (p.ck / 4) * pb4);
+    let bk = divmod(b.x, p.windows);
+    let band = bk.x;
+    let k = bk.y;
+    let cq = divmod(b.y, pb4);
+    let c = k * p.ck + cq.x * 4;
+    let q = band * p.pb + cq.y * 4;
+    let plane4 = p.hs * p.ws / 4;
+    var v0 = vec4<f32>();
+    var v1 = vec4<f32>();
+    var v2 = vec4<f32>();
+    var v3 = vec4<f32>();
+    if (q < 4 * plane4) {
+        let at = (p.n * p.cs + c) * plane4 + q / 4;
+        if (c < p.cs) { v0 = src4[at]; }
+        if (c + 1 < p.cs) { v1 = src4[at + plane4]; }
+        if (c + 2 < p.cs) { v2 = src4[at + 2 * plane4]; }
+        if (c + 3 < p.cs) { v3 = src4[at + 3 * plane4]; }
+    }
+    let o = (band * p.windows + k) * 4096 + cq.x * p.pb + cq.y * 4;
+    packed[o] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
+    packed[o + 1] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
+    packed[o + 2] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
+    packed[o + 3] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
+}
+
 fn w_at(ct: i32, c: i32) -> f32 {
     if (ct >= p.ct || c >= p.cs) { return 0.0; }
     if (p.flip != 0) { return src[c * p.ct + ct]; }
@@ -127,6 +178,246 @@ fn start_value(j: i32, lane: i32) -> f32 {
     let ct = p.group * p.gsize + j * 8 + lane;
     if (p.has_bias == 0 || j * 8 + lane >= p.gsize || ct >= p.ct) { return 0.0; }
     return src[ct];
+}
+
+// conv1x1_windows_pack for p.vec4_px = 1, the source read through uniform windows:
+// window j (in0..in6, then w0..w6) holds channels p.c0 + j*p.cw .. + p.cw - 1 of image p.n,
+// the first at float p.shift[j / 4][j % 4]. One thread per channel quad of a window and 4
+// pixels: it packs that quad and those pixels of every window (4 vec4 read, 4 written).
+@compute @workgroup_size(WG)
+fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
+                                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = i32(flat_index(gid, nwg));
+    if (i >= p.total) { return; }
+    let qq = divmod(i, p.bands * p.pb / 4);
+    let quad = qq.x;
+    let q = qq.y * 4;
+    let be = divmod(q, p.pb);
+    let plane4 = p.hs * p.ws / 4;
+    let inside = q < 4 * plane4;
+    let rel = quad * 4 * plane4 + q / 4;
+    if (p.c0 + 0 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 0 * p.cw + 4 * quad;
+        let s = p.shift[0].x / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = in0.v[s];
+            if (c + 1 < p.cs) { v1 = in0.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = in0.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = in0.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 1 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 1 * p.cw + 4 * quad;
+        let s = p.shift[0].y / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = in1.v[s];
+            if (c + 1 < p.cs) { v1 = in1.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = in1.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = in1.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 2 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 2 * p.cw + 4 * quad;
+        let s = p.shift[0].z / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = in2.v[s];
+            if (c + 1 < p.cs) { v1 = in2.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = in2.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = in2.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 3 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 3 * p.cw + 4 * quad;
+        let s = p.shift[0].w / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = in3.v[s];
+            if (c + 1 < p.cs) { v1 = in3.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = in3.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = in3.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 4 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 4 * p.cw + 4 * quad;
+        let s = p.shift[1].x / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = in4.v[s];
+            if (c + 1 < p.cs) { v1 = in4.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = in4.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = in4.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 5 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 5 * p.cw + 4 * quad;
+        let s = p.shift[1].y / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = in5.v[s];
+            if (c + 1 < p.cs) { v1 = in5.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = in5.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = in5.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 6 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 6 * p.cw + 4 * quad;
+        let s = p.shift[1].z / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = in6.v[s];
+            if (c + 1 < p.cs) { v1 = in6.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = in6.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = in6.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 7 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 7 * p.cw + 4 * quad;
+        let s = p.shift[1].w / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = w0.v[s];
+            if (c + 1 < p.cs) { v1 = w0.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = w0.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = w0.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 8 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 8 * p.cw + 4 * quad;
+        let s = p.shift[2].x / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = w1.v[s];
+            if (c + 1 < p.cs) { v1 = w1.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = w1.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = w1.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 9 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 9 * p.cw + 4 * quad;
+        let s = p.shift[2].y / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = w2.v[s];
+            if (c + 1 < p.cs) { v1 = w2.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = w2.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = w2.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 10 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 10 * p.cw + 4 * quad;
+        let s = p.shift[2].z / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = w3.v[s];
+            if (c + 1 < p.cs) { v1 = w3.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = w3.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = w3.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 11 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 11 * p.cw + 4 * quad;
+        let s = p.shift[2].w / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = w4.v[s];
+            if (c + 1 < p.cs) { v1 = w4.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = w4.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = w4.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 12 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 12 * p.cw + 4 * quad;
+        let s = p.shift[3].x / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = w5.v[s];
+            if (c + 1 < p.cs) { v1 = w5.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = w5.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = w5.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+    if (p.c0 + 13 * p.cw + 4 * quad < p.cs) {
+        let c = p.c0 + 13 * p.cw + 4 * quad;
+        let s = p.shift[3].y / 4 + rel;
+        var v0 = vec4<f32>();
+        var v1 = vec4<f32>();
+        var v2 = vec4<f32>();
+        var v3 = vec4<f32>();
+        if (inside) {
+            v0 = w6.v[s];
+            if (c + 1 < p.cs) { v1 = w6.v[s + plane4]; }
+            if (c + 2 < p.cs) { v2 = w6.v[s + 2 * plane4]; }
+            if (c + 3 < p.cs) { v3 = w6.v[s + 3 * plane4]; }
+        }
+        put_packed(c, be.x, be.y, v0, v1, v2, v3);
+    }
+}
+
+// Channels c..c+3 (c a multiple of 4) of pixels e..e+3 of band b, one vec4 per channel,
+// written as 4 packed vec4 (one per pixel).
+fn put_packed(c: i32, b: i32, e: i32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
+              v3: vec4<f32>) {
+    let kc = divmod(c, p.ck);
+    let o = (b * p.windows + kc.x) * 4096 + (kc.y / 4) * p.pb + e;
+    packed[o] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
+    packed[o + 1] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
+    packed[o + 2] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
+    packed[o + 3] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
 }
 
 // acc[q] += w.c * x(pixel q, channel c) for the 4 channels c of this step; pixel q's vec4
@@ -164,6 +455,16 @@ fn finish(lane: i32, pbk: i32, j: i32, acc: array<f32, 24>, add: bool) {
     let base = (p.n * p.ct + ct) * p.out_h * p.out_w;
     let q0 = p.band * p.pb + pbk * 24;
     let last = p.ht * p.wt;
+    if (p.vec4_px != 0) {
+        let a = (base + q0) / 4;
+        if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[0], acc[1], acc[2], acc[3]), add); }
+        if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[4], acc[5], acc[6], acc[7]), add); }
+        if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[8], acc[9], acc[10], acc[11]), add); }
+        if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[12], acc[13], acc[14], acc[15]), add); }
+        if (q0 + 16 < last) { put4(a + 4, vec4<f32>(acc[16], acc[17], acc[18], acc[19]), add); }
+        if (q0 + 20 < last) { put4(a + 5, vec4<f32>(acc[20], acc[21], acc[22], acc[23]), add); }
+        return;
+    }
     if (q0 + 0 < last) { put(base, q0 + 0, acc[0], add); }
     if (q0 + 1 < last) { put(base, q0 + 1, acc[1], add); }
     if (q0 + 2 < last) { put(base, q0 + 2, acc[2], add); }
@@ -188,6 +489,10 @@ fn finish(lane: i32, pbk: i32, j: i32, acc: array<f32, 24>, add: bool) {
     if (q0 + 21 < last) { put(base, q0 + 21, acc[21], add); }
     if (q0 + 22 < last) { put(base, q0 + 22, acc[22], add); }
     if (q0 + 23 < last) { put(base, q0 + 23, acc[23], add); }
+}
+
+fn put4(i: i32, v: vec4<f32>, add: bool) {
+    if (add) { t4[i] = t4[i] + v; } else { t4[i] = v; }
 }
 
 fn put(base: i32, q: i32, v: f32, add: bool) {

@@ -250,6 +250,29 @@ const CASES: &[Case] = &[
         bias: true,
     },
     Case {
+        // 60 pixels: the windows kernel packs and stores 4 pixels at a time; 13 source
+        // channels leave a partial channel quad, 60 of 72 band pixels a partial band.
+        name: "windows 1x1, 4 pixels at a time: odd channels, N=2",
+        x: [2, 13, 6, 10],
+        cout: 11,
+        k: [1, 1],
+        cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        // Planes of 4000 pixels: the windows kernel packs the source through uniform windows of
+        // 4 channels each, 14 per launch, so 61 channels take 2 launches per image; image 1's
+        // last windows are bound ending at the tensor's end, so their channels start thousands
+        // of floats in (elsewhere only where uniform offsets must be aligned to more than 16
+        // bytes, as on most GPUs).
+        name: "windows 1x1, source packed through uniform windows",
+        x: [2, 61, 40, 100],
+        cout: 6,
+        k: [1, 1],
+        cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+        bias: false,
+    },
+    Case {
         name: "kernel = padded input",
         x: [1, 4, 3, 4],
         cout: 5,
@@ -1265,6 +1288,14 @@ fn conv2d_windows_backward_matches_finite_differences() {
             name: "fd windows 1x1",
             x: [2, 11, 5, 7],
             cout: 9,
+            k: [1, 1],
+            cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "fd windows 1x1, 4 pixels at a time",
+            x: [2, 7, 4, 6],
+            cout: 5,
             k: [1, 1],
             cfg: cfg([1, 1], [0, 0], [1, 1], 1),
             bias: true,

@@ -33,6 +33,8 @@ const CONV_ACC: [Kernel; WINDOWS] = [
     Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_k7_acc"),
 ];
 const PACK: Kernel = Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_pack");
+const PACK4: Kernel = Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_pack4");
+const PACK_UNIFORM: Kernel = Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_pack_uniform");
 const PACK_WEIGHTS: Kernel = Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_pack_weights");
 
 /// Kernels of this family.
@@ -52,6 +54,8 @@ pub const KERNELS: &[Kernel] = &[
     CONV_ACC[5],
     CONV_ACC[6],
     PACK,
+    PACK4,
+    PACK_UNIFORM,
     PACK_WEIGHTS,
 ];
 
@@ -95,8 +99,17 @@ struct Px1Params {
     scatter: i32,
     out_h: i32,
     out_w: i32,
+    vec4_px: i32,
+    c0: i32,
+    cw: i32,
+    pad0: i32,
+    // `array<vec4<i32>, 4>` in WGSL: window j's shift at j (14 used).
+    shift: [i32; 16],
 }
-const _: () = assert!(std::mem::size_of::<Px1Params>() == 112);
+const _: () = assert!(std::mem::size_of::<Px1Params>() == 192);
+
+/// Source windows one uniform-packing launch binds (all 14 window bindings).
+const SOURCE_WINDOWS: usize = 2 * WINDOWS;
 
 /// Geometry of one windowed 1x1 product: source [n, cs, hs, ws] to target [n, ct, ht, wt],
 /// target pixel (y, x) reading source pixel (y, x) * stride.
@@ -202,6 +215,21 @@ impl Px1Plan {
         self.n * self.bands * (self.pb / PX) * self.ct.div_ceil(LANES) * LANES
     }
 
+    /// Whether the packing reads and the product writes 4 pixels at a time: stride 1, no
+    /// scatter, planes of a multiple of 4 pixels (so every vec4 lies inside one plane).
+    fn vec4_pixels(&self) -> bool {
+        self.stride == 1 && self.scatter == 1 && (self.ht * self.wt).is_multiple_of(4)
+    }
+
+    /// Source channels per window where the packing can read the source through uniform
+    /// windows (`conv1x1_windows_pack_uniform`): 4-pixel planes that fit 4 at a time into a
+    /// window, whatever the shift its aligned offset leaves, in a tensor of at least a window.
+    fn uniform_pack_channels(&self, align: usize, source: &Tensor) -> Option<usize> {
+        let shift_max = (align / 4).saturating_sub(4);
+        let cw = WINDOW_FLOATS.saturating_sub(shift_max) / (self.hs * self.ws) / 4 * 4;
+        (self.vec4_pixels() && cw >= 4 && source.byte_size() >= WINDOW_BYTES).then_some(cw)
+    }
+
     fn params(&self) -> Px1Params {
         let mut counts = [0; WINDOWS];
         for (k, c) in counts.iter_mut().enumerate() {
@@ -225,6 +253,7 @@ impl Px1Plan {
             scatter: self.scatter as i32,
             out_h: self.out_h as i32,
             out_w: self.out_w as i32,
+            vec4_px: self.vec4_pixels() as i32,
             ..Default::default()
         }
     }
@@ -302,7 +331,26 @@ pub(crate) fn build(
         &[plan.bands * plan.windows * WINDOW_FLOATS],
         DType::F32,
     )?;
-    let pack_total = plan.bands * plan.windows * (plan.ck / 4) * plan.pb;
+    let vec4 = plan.vec4_pixels();
+    // Binding 19 (the target as vec4) is bound whatever the path; a target too small to be
+    // one vec4 (the scalar path then) gets a stand-in.
+    let stand_in;
+    let target4 = if vec4 || target.byte_size() >= 16 {
+        target
+    } else {
+        stand_in = Tensor::empty(ctx, &[4], DType::F32)?;
+        &stand_in
+    };
+    let align = u64::from(ctx.limits().min_uniform_buffer_offset_alignment.max(16));
+    let uniform_cw = plan.uniform_pack_channels(align as usize, source);
+    let (pack, pack_total) = if vec4 {
+        (
+            PACK4,
+            plan.bands * plan.windows * (plan.ck / 4) * plan.pb / 4,
+        )
+    } else {
+        (PACK, plan.bands * plan.windows * (plan.ck / 4) * plan.pb)
+    };
     let mut base = plan.params();
     base.has_bias = bias.is_some() as i32;
     let conv = if accumulate { CONV_ACC } else { CONV }[plan.windows - 1];
@@ -310,19 +358,61 @@ pub(crate) fn build(
         let mut params = base;
         params.n = to_i32(OP, "image", n)?;
         params.total = to_i32(OP, "packed vec4", pack_total)?;
-        launches.push(Launch {
-            kernel: PACK,
-            params,
-            bindings: vec![(1, Binding::Storage(source)), (3, Binding::Storage(&ipack))],
-            workgroups: ctx.grid_1d(pack_total)?,
-        });
+        if let Some(cw) = uniform_cw {
+            // Window j starts at channel c0 + j*cw, bound at the aligned offset at or before
+            // it (or earlier, so that the window ends inside the tensor): `shift` floats in.
+            let plane = plan.hs * plan.ws;
+            let last = (source.byte_size() - WINDOW_BYTES) / align * align;
+            let total = cw / 4 * plan.bands * plan.pb / 4;
+            for c0 in (0..plan.cs).step_by(SOURCE_WINDOWS * cw) {
+                let mut params = params;
+                params.c0 = to_i32(OP, "channel", c0)?;
+                params.cw = to_i32(OP, "channels per window", cw)?;
+                params.total = to_i32(OP, "packed vec4", total)?;
+                let mut bindings = vec![(3, Binding::Storage(&ipack))];
+                for j in 0..SOURCE_WINDOWS {
+                    let c = (c0 + j * cw).min(plan.cs - 1);
+                    let start = ((n * plan.cs + c) * plane * 4) as u64;
+                    let offset = (start / align * align).min(last);
+                    params.shift[j] = to_i32(OP, "window shift", ((start - offset) / 4) as usize)?;
+                    bindings.push((
+                        4 + j as u32,
+                        Binding::Uniform {
+                            tensor: source,
+                            offset,
+                            size: WINDOW_BYTES,
+                        },
+                    ));
+                }
+                launches.push(Launch {
+                    kernel: PACK_UNIFORM,
+                    params,
+                    bindings,
+                    workgroups: ctx.grid_1d(total)?,
+                });
+            }
+        } else {
+            let source_binding = if vec4 { 18 } else { 1 };
+            launches.push(Launch {
+                kernel: pack,
+                params,
+                bindings: vec![
+                    (source_binding, Binding::Storage(source)),
+                    (3, Binding::Storage(&ipack)),
+                ],
+                workgroups: ctx.grid_1d(pack_total)?,
+            });
+        }
         for band in 0..plan.bands {
             for g in 0..plan.groups {
                 let mut params = params;
                 params.band = band as i32;
                 params.group = g as i32;
-                let mut bindings =
-                    vec![(1, Binding::Storage(bias_t)), (2, Binding::Storage(target))];
+                let mut bindings = vec![
+                    (1, Binding::Storage(bias_t)),
+                    (2, Binding::Storage(target)),
+                    (19, Binding::Storage(target4)),
+                ];
                 for k in 0..plan.windows {
                     bindings.push((4 + k as u32, window(&ipack, band * plan.windows + k)));
                     bindings.push((
