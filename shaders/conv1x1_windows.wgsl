@@ -9,9 +9,11 @@
 //   * input window k of (image n, band b): source channels k*ck .. k*ck+ck-1 (ck a multiple of
 //     4) of target pixels b*pb .. b*pb+pb-1, as [channel / 4][pixel][4 channels];
 //   * weight window k of group g: [block j of 8 target channels][channel / 4][lane][4].
-// A workgroup is one subgroup: lane l owns target channel g*gsize + 8*wg.y + l and the 24
-// target pixels b*pb + 24*wg.x ..; per 4 source channels it gathers 1 weight vec4 and 3
-// input vec4 (pixels lane, 8 + lane, 16 + lane), then 96 broadcasts and FMAs.
+// A workgroup is one subgroup: lane l owns the 2 target channels g*gsize + 8*(2*wg.y + h) + l
+// (h < 2) at the 16 target pixels b*pb + 16*wg.x ..; per 4 source channels it gathers 2
+// weight vec4 and 2 input vec4 (pixels lane, 8 + lane), then makes 64 broadcasts and
+// 128 FMAs into 32 accumulators. (2 x 16 spends fewer gathers and broadcasts per FMA than
+// 1 x 24, while 3 x 8 wasted a third of the lanes on groups of 32 channels.)
 // Entry points conv1x1_windows_k<m>[_acc] bind m window pairs (_acc adds into t).
 // Packing the source: conv1x1_windows_pack (any stride), _pack4 (stride 1, planes of a
 // multiple of 4 pixels: 4 pixels per thread) or, where the planes also fit 4 to a window,
@@ -420,75 +422,168 @@ fn put_packed(c: i32, b: i32, e: i32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32
     packed[o + 3] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
 }
 
-// acc[q] += w.c * x(pixel q, channel c) for the 4 channels c of this step; pixel q's vec4
-// sits in lane q % 8 of g(q / 8).
-fn step(acc: ptr<function, array<f32, 24>>, w: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>) {
-    (*acc)[0] = fma(w.w, subgroupBroadcast(g0.w, 0u), fma(w.z, subgroupBroadcast(g0.z, 0u), fma(w.y, subgroupBroadcast(g0.y, 0u), fma(w.x, subgroupBroadcast(g0.x, 0u), (*acc)[0]))));
-    (*acc)[1] = fma(w.w, subgroupBroadcast(g0.w, 1u), fma(w.z, subgroupBroadcast(g0.z, 1u), fma(w.y, subgroupBroadcast(g0.y, 1u), fma(w.x, subgroupBroadcast(g0.x, 1u), (*acc)[1]))));
-    (*acc)[2] = fma(w.w, subgroupBroadcast(g0.w, 2u), fma(w.z, subgroupBroadcast(g0.z, 2u), fma(w.y, subgroupBroadcast(g0.y, 2u), fma(w.x, subgroupBroadcast(g0.x, 2u), (*acc)[2]))));
-    (*acc)[3] = fma(w.w, subgroupBroadcast(g0.w, 3u), fma(w.z, subgroupBroadcast(g0.z, 3u), fma(w.y, subgroupBroadcast(g0.y, 3u), fma(w.x, subgroupBroadcast(g0.x, 3u), (*acc)[3]))));
-    (*acc)[4] = fma(w.w, subgroupBroadcast(g0.w, 4u), fma(w.z, subgroupBroadcast(g0.z, 4u), fma(w.y, subgroupBroadcast(g0.y, 4u), fma(w.x, subgroupBroadcast(g0.x, 4u), (*acc)[4]))));
-    (*acc)[5] = fma(w.w, subgroupBroadcast(g0.w, 5u), fma(w.z, subgroupBroadcast(g0.z, 5u), fma(w.y, subgroupBroadcast(g0.y, 5u), fma(w.x, subgroupBroadcast(g0.x, 5u), (*acc)[5]))));
-    (*acc)[6] = fma(w.w, subgroupBroadcast(g0.w, 6u), fma(w.z, subgroupBroadcast(g0.z, 6u), fma(w.y, subgroupBroadcast(g0.y, 6u), fma(w.x, subgroupBroadcast(g0.x, 6u), (*acc)[6]))));
-    (*acc)[7] = fma(w.w, subgroupBroadcast(g0.w, 7u), fma(w.z, subgroupBroadcast(g0.z, 7u), fma(w.y, subgroupBroadcast(g0.y, 7u), fma(w.x, subgroupBroadcast(g0.x, 7u), (*acc)[7]))));
-    (*acc)[8] = fma(w.w, subgroupBroadcast(g1.w, 0u), fma(w.z, subgroupBroadcast(g1.z, 0u), fma(w.y, subgroupBroadcast(g1.y, 0u), fma(w.x, subgroupBroadcast(g1.x, 0u), (*acc)[8]))));
-    (*acc)[9] = fma(w.w, subgroupBroadcast(g1.w, 1u), fma(w.z, subgroupBroadcast(g1.z, 1u), fma(w.y, subgroupBroadcast(g1.y, 1u), fma(w.x, subgroupBroadcast(g1.x, 1u), (*acc)[9]))));
-    (*acc)[10] = fma(w.w, subgroupBroadcast(g1.w, 2u), fma(w.z, subgroupBroadcast(g1.z, 2u), fma(w.y, subgroupBroadcast(g1.y, 2u), fma(w.x, subgroupBroadcast(g1.x, 2u), (*acc)[10]))));
-    (*acc)[11] = fma(w.w, subgroupBroadcast(g1.w, 3u), fma(w.z, subgroupBroadcast(g1.z, 3u), fma(w.y, subgroupBroadcast(g1.y, 3u), fma(w.x, subgroupBroadcast(g1.x, 3u), (*acc)[11]))));
-    (*acc)[12] = fma(w.w, subgroupBroadcast(g1.w, 4u), fma(w.z, subgroupBroadcast(g1.z, 4u), fma(w.y, subgroupBroadcast(g1.y, 4u), fma(w.x, subgroupBroadcast(g1.x, 4u), (*acc)[12]))));
-    (*acc)[13] = fma(w.w, subgroupBroadcast(g1.w, 5u), fma(w.z, subgroupBroadcast(g1.z, 5u), fma(w.y, subgroupBroadcast(g1.y, 5u), fma(w.x, subgroupBroadcast(g1.x, 5u), (*acc)[13]))));
-    (*acc)[14] = fma(w.w, subgroupBroadcast(g1.w, 6u), fma(w.z, subgroupBroadcast(g1.z, 6u), fma(w.y, subgroupBroadcast(g1.y, 6u), fma(w.x, subgroupBroadcast(g1.x, 6u), (*acc)[14]))));
-    (*acc)[15] = fma(w.w, subgroupBroadcast(g1.w, 7u), fma(w.z, subgroupBroadcast(g1.z, 7u), fma(w.y, subgroupBroadcast(g1.y, 7u), fma(w.x, subgroupBroadcast(g1.x, 7u), (*acc)[15]))));
-    (*acc)[16] = fma(w.w, subgroupBroadcast(g2.w, 0u), fma(w.z, subgroupBroadcast(g2.z, 0u), fma(w.y, subgroupBroadcast(g2.y, 0u), fma(w.x, subgroupBroadcast(g2.x, 0u), (*acc)[16]))));
-    (*acc)[17] = fma(w.w, subgroupBroadcast(g2.w, 1u), fma(w.z, subgroupBroadcast(g2.z, 1u), fma(w.y, subgroupBroadcast(g2.y, 1u), fma(w.x, subgroupBroadcast(g2.x, 1u), (*acc)[17]))));
-    (*acc)[18] = fma(w.w, subgroupBroadcast(g2.w, 2u), fma(w.z, subgroupBroadcast(g2.z, 2u), fma(w.y, subgroupBroadcast(g2.y, 2u), fma(w.x, subgroupBroadcast(g2.x, 2u), (*acc)[18]))));
-    (*acc)[19] = fma(w.w, subgroupBroadcast(g2.w, 3u), fma(w.z, subgroupBroadcast(g2.z, 3u), fma(w.y, subgroupBroadcast(g2.y, 3u), fma(w.x, subgroupBroadcast(g2.x, 3u), (*acc)[19]))));
-    (*acc)[20] = fma(w.w, subgroupBroadcast(g2.w, 4u), fma(w.z, subgroupBroadcast(g2.z, 4u), fma(w.y, subgroupBroadcast(g2.y, 4u), fma(w.x, subgroupBroadcast(g2.x, 4u), (*acc)[20]))));
-    (*acc)[21] = fma(w.w, subgroupBroadcast(g2.w, 5u), fma(w.z, subgroupBroadcast(g2.z, 5u), fma(w.y, subgroupBroadcast(g2.y, 5u), fma(w.x, subgroupBroadcast(g2.x, 5u), (*acc)[21]))));
-    (*acc)[22] = fma(w.w, subgroupBroadcast(g2.w, 6u), fma(w.z, subgroupBroadcast(g2.z, 6u), fma(w.y, subgroupBroadcast(g2.y, 6u), fma(w.x, subgroupBroadcast(g2.x, 6u), (*acc)[22]))));
-    (*acc)[23] = fma(w.w, subgroupBroadcast(g2.w, 7u), fma(w.z, subgroupBroadcast(g2.z, 7u), fma(w.y, subgroupBroadcast(g2.y, 7u), fma(w.x, subgroupBroadcast(g2.x, 7u), (*acc)[23]))));
+// acc[h*16 + q] += w_h.c * x(pixel q, channel c) for the 4 channels c of this step;
+// pixel q's vec4 sits in lane q % 8 of g(q / 8).
+fn step(acc: ptr<function, array<f32, 32>>, w0: vec4<f32>, w1: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>) {
+    let x0x = subgroupBroadcast(g0.x, 0u);
+    let x0y = subgroupBroadcast(g0.y, 0u);
+    let x0z = subgroupBroadcast(g0.z, 0u);
+    let x0w = subgroupBroadcast(g0.w, 0u);
+    (*acc)[0] = fma(w0.w, x0w, fma(w0.z, x0z, fma(w0.y, x0y, fma(w0.x, x0x, (*acc)[0]))));
+    (*acc)[16] = fma(w1.w, x0w, fma(w1.z, x0z, fma(w1.y, x0y, fma(w1.x, x0x, (*acc)[16]))));
+    let x1x = subgroupBroadcast(g0.x, 1u);
+    let x1y = subgroupBroadcast(g0.y, 1u);
+    let x1z = subgroupBroadcast(g0.z, 1u);
+    let x1w = subgroupBroadcast(g0.w, 1u);
+    (*acc)[1] = fma(w0.w, x1w, fma(w0.z, x1z, fma(w0.y, x1y, fma(w0.x, x1x, (*acc)[1]))));
+    (*acc)[17] = fma(w1.w, x1w, fma(w1.z, x1z, fma(w1.y, x1y, fma(w1.x, x1x, (*acc)[17]))));
+    let x2x = subgroupBroadcast(g0.x, 2u);
+    let x2y = subgroupBroadcast(g0.y, 2u);
+    let x2z = subgroupBroadcast(g0.z, 2u);
+    let x2w = subgroupBroadcast(g0.w, 2u);
+    (*acc)[2] = fma(w0.w, x2w, fma(w0.z, x2z, fma(w0.y, x2y, fma(w0.x, x2x, (*acc)[2]))));
+    (*acc)[18] = fma(w1.w, x2w, fma(w1.z, x2z, fma(w1.y, x2y, fma(w1.x, x2x, (*acc)[18]))));
+    let x3x = subgroupBroadcast(g0.x, 3u);
+    let x3y = subgroupBroadcast(g0.y, 3u);
+    let x3z = subgroupBroadcast(g0.z, 3u);
+    let x3w = subgroupBroadcast(g0.w, 3u);
+    (*acc)[3] = fma(w0.w, x3w, fma(w0.z, x3z, fma(w0.y, x3y, fma(w0.x, x3x, (*acc)[3]))));
+    (*acc)[19] = fma(w1.w, x3w, fma(w1.z, x3z, fma(w1.y, x3y, fma(w1.x, x3x, (*acc)[19]))));
+    let x4x = subgroupBroadcast(g0.x, 4u);
+    let x4y = subgroupBroadcast(g0.y, 4u);
+    let x4z = subgroupBroadcast(g0.z, 4u);
+    let x4w = subgroupBroadcast(g0.w, 4u);
+    (*acc)[4] = fma(w0.w, x4w, fma(w0.z, x4z, fma(w0.y, x4y, fma(w0.x, x4x, (*acc)[4]))));
+    (*acc)[20] = fma(w1.w, x4w, fma(w1.z, x4z, fma(w1.y, x4y, fma(w1.x, x4x, (*acc)[20]))));
+    let x5x = subgroupBroadcast(g0.x, 5u);
+    let x5y = subgroupBroadcast(g0.y, 5u);
+    let x5z = subgroupBroadcast(g0.z, 5u);
+    let x5w = subgroupBroadcast(g0.w, 5u);
+    (*acc)[5] = fma(w0.w, x5w, fma(w0.z, x5z, fma(w0.y, x5y, fma(w0.x, x5x, (*acc)[5]))));
+    (*acc)[21] = fma(w1.w, x5w, fma(w1.z, x5z, fma(w1.y, x5y, fma(w1.x, x5x, (*acc)[21]))));
+    let x6x = subgroupBroadcast(g0.x, 6u);
+    let x6y = subgroupBroadcast(g0.y, 6u);
+    let x6z = subgroupBroadcast(g0.z, 6u);
+    let x6w = subgroupBroadcast(g0.w, 6u);
+    (*acc)[6] = fma(w0.w, x6w, fma(w0.z, x6z, fma(w0.y, x6y, fma(w0.x, x6x, (*acc)[6]))));
+    (*acc)[22] = fma(w1.w, x6w, fma(w1.z, x6z, fma(w1.y, x6y, fma(w1.x, x6x, (*acc)[22]))));
+    let x7x = subgroupBroadcast(g0.x, 7u);
+    let x7y = subgroupBroadcast(g0.y, 7u);
+    let x7z = subgroupBroadcast(g0.z, 7u);
+    let x7w = subgroupBroadcast(g0.w, 7u);
+    (*acc)[7] = fma(w0.w, x7w, fma(w0.z, x7z, fma(w0.y, x7y, fma(w0.x, x7x, (*acc)[7]))));
+    (*acc)[23] = fma(w1.w, x7w, fma(w1.z, x7z, fma(w1.y, x7y, fma(w1.x, x7x, (*acc)[23]))));
+    let x8x = subgroupBroadcast(g1.x, 0u);
+    let x8y = subgroupBroadcast(g1.y, 0u);
+    let x8z = subgroupBroadcast(g1.z, 0u);
+    let x8w = subgroupBroadcast(g1.w, 0u);
+    (*acc)[8] = fma(w0.w, x8w, fma(w0.z, x8z, fma(w0.y, x8y, fma(w0.x, x8x, (*acc)[8]))));
+    (*acc)[24] = fma(w1.w, x8w, fma(w1.z, x8z, fma(w1.y, x8y, fma(w1.x, x8x, (*acc)[24]))));
+    let x9x = subgroupBroadcast(g1.x, 1u);
+    let x9y = subgroupBroadcast(g1.y, 1u);
+    let x9z = subgroupBroadcast(g1.z, 1u);
+    let x9w = subgroupBroadcast(g1.w, 1u);
+    (*acc)[9] = fma(w0.w, x9w, fma(w0.z, x9z, fma(w0.y, x9y, fma(w0.x, x9x, (*acc)[9]))));
+    (*acc)[25] = fma(w1.w, x9w, fma(w1.z, x9z, fma(w1.y, x9y, fma(w1.x, x9x, (*acc)[25]))));
+    let x10x = subgroupBroadcast(g1.x, 2u);
+    let x10y = subgroupBroadcast(g1.y, 2u);
+    let x10z = subgroupBroadcast(g1.z, 2u);
+    let x10w = subgroupBroadcast(g1.w, 2u);
+    (*acc)[10] = fma(w0.w, x10w, fma(w0.z, x10z, fma(w0.y, x10y, fma(w0.x, x10x, (*acc)[10]))));
+    (*acc)[26] = fma(w1.w, x10w, fma(w1.z, x10z, fma(w1.y, x10y, fma(w1.x, x10x, (*acc)[26]))));
+    let x11x = subgroupBroadcast(g1.x, 3u);
+    let x11y = subgroupBroadcast(g1.y, 3u);
+    let x11z = subgroupBroadcast(g1.z, 3u);
+    let x11w = subgroupBroadcast(g1.w, 3u);
+    (*acc)[11] = fma(w0.w, x11w, fma(w0.z, x11z, fma(w0.y, x11y, fma(w0.x, x11x, (*acc)[11]))));
+    (*acc)[27] = fma(w1.w, x11w, fma(w1.z, x11z, fma(w1.y, x11y, fma(w1.x, x11x, (*acc)[27]))));
+    let x12x = subgroupBroadcast(g1.x, 4u);
+    let x12y = subgroupBroadcast(g1.y, 4u);
+    let x12z = subgroupBroadcast(g1.z, 4u);
+    let x12w = subgroupBroadcast(g1.w, 4u);
+    (*acc)[12] = fma(w0.w, x12w, fma(w0.z, x12z, fma(w0.y, x12y, fma(w0.x, x12x, (*acc)[12]))));
+    (*acc)[28] = fma(w1.w, x12w, fma(w1.z, x12z, fma(w1.y, x12y, fma(w1.x, x12x, (*acc)[28]))));
+    let x13x = subgroupBroadcast(g1.x, 5u);
+    let x13y = subgroupBroadcast(g1.y, 5u);
+    let x13z = subgroupBroadcast(g1.z, 5u);
+    let x13w = subgroupBroadcast(g1.w, 5u);
+    (*acc)[13] = fma(w0.w, x13w, fma(w0.z, x13z, fma(w0.y, x13y, fma(w0.x, x13x, (*acc)[13]))));
+    (*acc)[29] = fma(w1.w, x13w, fma(w1.z, x13z, fma(w1.y, x13y, fma(w1.x, x13x, (*acc)[29]))));
+    let x14x = subgroupBroadcast(g1.x, 6u);
+    let x14y = subgroupBroadcast(g1.y, 6u);
+    let x14z = subgroupBroadcast(g1.z, 6u);
+    let x14w = subgroupBroadcast(g1.w, 6u);
+    (*acc)[14] = fma(w0.w, x14w, fma(w0.z, x14z, fma(w0.y, x14y, fma(w0.x, x14x, (*acc)[14]))));
+    (*acc)[30] = fma(w1.w, x14w, fma(w1.z, x14z, fma(w1.y, x14y, fma(w1.x, x14x, (*acc)[30]))));
+    let x15x = subgroupBroadcast(g1.x, 7u);
+    let x15y = subgroupBroadcast(g1.y, 7u);
+    let x15z = subgroupBroadcast(g1.z, 7u);
+    let x15w = subgroupBroadcast(g1.w, 7u);
+    (*acc)[15] = fma(w0.w, x15w, fma(w0.z, x15z, fma(w0.y, x15y, fma(w0.x, x15x, (*acc)[15]))));
+    (*acc)[31] = fma(w1.w, x15w, fma(w1.z, x15z, fma(w1.y, x15y, fma(w1.x, x15x, (*acc)[31]))));
 }
 
-fn finish(lane: i32, pbk: i32, j: i32, acc: array<f32, 24>, add: bool) {
-    let ct = p.group * p.gsize + j * 8 + lane;
-    if (j * 8 + lane >= p.gsize || ct >= p.ct) { return; }
-    let base = (p.n * p.ct + ct) * p.out_h * p.out_w;
-    let q0 = p.band * p.pb + pbk * 24;
+fn finish(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
+    let q0 = p.band * p.pb + pbk * 16;
     let last = p.ht * p.wt;
-    if (p.vec4_px != 0) {
-        let a = (base + q0) / 4;
-        if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[0], acc[1], acc[2], acc[3]), add); }
-        if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[4], acc[5], acc[6], acc[7]), add); }
-        if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[8], acc[9], acc[10], acc[11]), add); }
-        if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[12], acc[13], acc[14], acc[15]), add); }
-        if (q0 + 16 < last) { put4(a + 4, vec4<f32>(acc[16], acc[17], acc[18], acc[19]), add); }
-        if (q0 + 20 < last) { put4(a + 5, vec4<f32>(acc[20], acc[21], acc[22], acc[23]), add); }
-        return;
+    let j0 = 2 * jt + 0;
+    let ct0 = p.group * p.gsize + j0 * 8 + lane;
+    if (j0 * 8 + lane < p.gsize && ct0 < p.ct) {
+        let base = (p.n * p.ct + ct0) * p.out_h * p.out_w;
+        if (p.vec4_px != 0) {
+            let a = (base + q0) / 4;
+            if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[0], acc[1], acc[2], acc[3]), add); }
+            if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[4], acc[5], acc[6], acc[7]), add); }
+            if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[8], acc[9], acc[10], acc[11]), add); }
+            if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[12], acc[13], acc[14], acc[15]), add); }
+        } else {
+            if (q0 + 0 < last) { put(base, q0 + 0, acc[0], add); }
+            if (q0 + 1 < last) { put(base, q0 + 1, acc[1], add); }
+            if (q0 + 2 < last) { put(base, q0 + 2, acc[2], add); }
+            if (q0 + 3 < last) { put(base, q0 + 3, acc[3], add); }
+            if (q0 + 4 < last) { put(base, q0 + 4, acc[4], add); }
+            if (q0 + 5 < last) { put(base, q0 + 5, acc[5], add); }
+            if (q0 + 6 < last) { put(base, q0 + 6, acc[6], add); }
+            if (q0 + 7 < last) { put(base, q0 + 7, acc[7], add); }
+            if (q0 + 8 < last) { put(base, q0 + 8, acc[8], add); }
+            if (q0 + 9 < last) { put(base, q0 + 9, acc[9], add); }
+            if (q0 + 10 < last) { put(base, q0 + 10, acc[10], add); }
+            if (q0 + 11 < last) { put(base, q0 + 11, acc[11], add); }
+            if (q0 + 12 < last) { put(base, q0 + 12, acc[12], add); }
+            if (q0 + 13 < last) { put(base, q0 + 13, acc[13], add); }
+            if (q0 + 14 < last) { put(base, q0 + 14, acc[14], add); }
+            if (q0 + 15 < last) { put(base, q0 + 15, acc[15], add); }
+        }
     }
-    if (q0 + 0 < last) { put(base, q0 + 0, acc[0], add); }
-    if (q0 + 1 < last) { put(base, q0 + 1, acc[1], add); }
-    if (q0 + 2 < last) { put(base, q0 + 2, acc[2], add); }
-    if (q0 + 3 < last) { put(base, q0 + 3, acc[3], add); }
-    if (q0 + 4 < last) { put(base, q0 + 4, acc[4], add); }
-    if (q0 + 5 < last) { put(base, q0 + 5, acc[5], add); }
-    if (q0 + 6 < last) { put(base, q0 + 6, acc[6], add); }
-    if (q0 + 7 < last) { put(base, q0 + 7, acc[7], add); }
-    if (q0 + 8 < last) { put(base, q0 + 8, acc[8], add); }
-    if (q0 + 9 < last) { put(base, q0 + 9, acc[9], add); }
-    if (q0 + 10 < last) { put(base, q0 + 10, acc[10], add); }
-    if (q0 + 11 < last) { put(base, q0 + 11, acc[11], add); }
-    if (q0 + 12 < last) { put(base, q0 + 12, acc[12], add); }
-    if (q0 + 13 < last) { put(base, q0 + 13, acc[13], add); }
-    if (q0 + 14 < last) { put(base, q0 + 14, acc[14], add); }
-    if (q0 + 15 < last) { put(base, q0 + 15, acc[15], add); }
-    if (q0 + 16 < last) { put(base, q0 + 16, acc[16], add); }
-    if (q0 + 17 < last) { put(base, q0 + 17, acc[17], add); }
-    if (q0 + 18 < last) { put(base, q0 + 18, acc[18], add); }
-    if (q0 + 19 < last) { put(base, q0 + 19, acc[19], add); }
-    if (q0 + 20 < last) { put(base, q0 + 20, acc[20], add); }
-    if (q0 + 21 < last) { put(base, q0 + 21, acc[21], add); }
-    if (q0 + 22 < last) { put(base, q0 + 22, acc[22], add); }
-    if (q0 + 23 < last) { put(base, q0 + 23, acc[23], add); }
+    let j1 = 2 * jt + 1;
+    let ct1 = p.group * p.gsize + j1 * 8 + lane;
+    if (j1 * 8 + lane < p.gsize && ct1 < p.ct) {
+        let base = (p.n * p.ct + ct1) * p.out_h * p.out_w;
+        if (p.vec4_px != 0) {
+            let a = (base + q0) / 4;
+            if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[16], acc[17], acc[18], acc[19]), add); }
+            if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[20], acc[21], acc[22], acc[23]), add); }
+            if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[24], acc[25], acc[26], acc[27]), add); }
+            if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[28], acc[29], acc[30], acc[31]), add); }
+        } else {
+            if (q0 + 0 < last) { put(base, q0 + 0, acc[16], add); }
+            if (q0 + 1 < last) { put(base, q0 + 1, acc[17], add); }
+            if (q0 + 2 < last) { put(base, q0 + 2, acc[18], add); }
+            if (q0 + 3 < last) { put(base, q0 + 3, acc[19], add); }
+            if (q0 + 4 < last) { put(base, q0 + 4, acc[20], add); }
+            if (q0 + 5 < last) { put(base, q0 + 5, acc[21], add); }
+            if (q0 + 6 < last) { put(base, q0 + 6, acc[22], add); }
+            if (q0 + 7 < last) { put(base, q0 + 7, acc[23], add); }
+            if (q0 + 8 < last) { put(base, q0 + 8, acc[24], add); }
+            if (q0 + 9 < last) { put(base, q0 + 9, acc[25], add); }
+            if (q0 + 10 < last) { put(base, q0 + 10, acc[26], add); }
+            if (q0 + 11 < last) { put(base, q0 + 11, acc[27], add); }
+            if (q0 + 12 < last) { put(base, q0 + 12, acc[28], add); }
+            if (q0 + 13 < last) { put(base, q0 + 13, acc[29], add); }
+            if (q0 + 14 < last) { put(base, q0 + 14, acc[30], add); }
+            if (q0 + 15 < last) { put(base, q0 + 15, acc[31], add); }
+        }
+    }
 }
 
 fn put4(i: i32, v: vec4<f32>, add: bool) {
@@ -518,18 +613,20 @@ fn conv1x1_windows_k1(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
-    finish(lane, pbk, j, acc, false);
+    finish(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -537,18 +634,20 @@ fn conv1x1_windows_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
-    finish(lane, pbk, j, acc, true);
+    finish(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -556,24 +655,26 @@ fn conv1x1_windows_k2(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
-    finish(lane, pbk, j, acc, false);
+    finish(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -581,24 +682,26 @@ fn conv1x1_windows_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
-    finish(lane, pbk, j, acc, true);
+    finish(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -606,30 +709,32 @@ fn conv1x1_windows_k3(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
-    finish(lane, pbk, j, acc, false);
+    finish(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -637,30 +742,32 @@ fn conv1x1_windows_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
-    finish(lane, pbk, j, acc, true);
+    finish(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -668,36 +775,38 @@ fn conv1x1_windows_k4(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
-    finish(lane, pbk, j, acc, false);
+    finish(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -705,36 +814,38 @@ fn conv1x1_windows_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
-    finish(lane, pbk, j, acc, true);
+    finish(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -742,42 +853,44 @@ fn conv1x1_windows_k5(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl + c4 * 8], in4.v[ib + 0], in4.v[ib + 8], in4.v[ib + 16]);
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
-    finish(lane, pbk, j, acc, false);
+    finish(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -785,42 +898,44 @@ fn conv1x1_windows_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl + c4 * 8], in4.v[ib + 0], in4.v[ib + 8], in4.v[ib + 16]);
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
-    finish(lane, pbk, j, acc, true);
+    finish(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -828,48 +943,50 @@ fn conv1x1_windows_k6(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl + c4 * 8], in4.v[ib + 0], in4.v[ib + 8], in4.v[ib + 16]);
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl + c5 * 8], in5.v[ib + 0], in5.v[ib + 8], in5.v[ib + 16]);
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
         continuing { c5++; break if c5 >= p.count5; }
     }
-    finish(lane, pbk, j, acc, false);
+    finish(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -877,48 +994,50 @@ fn conv1x1_windows_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl + c4 * 8], in4.v[ib + 0], in4.v[ib + 8], in4.v[ib + 16]);
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl + c5 * 8], in5.v[ib + 0], in5.v[ib + 8], in5.v[ib + 16]);
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
         continuing { c5++; break if c5 >= p.count5; }
     }
-    finish(lane, pbk, j, acc, true);
+    finish(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -926,54 +1045,56 @@ fn conv1x1_windows_k7(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl + c4 * 8], in4.v[ib + 0], in4.v[ib + 8], in4.v[ib + 16]);
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl + c5 * 8], in5.v[ib + 0], in5.v[ib + 8], in5.v[ib + 16]);
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, w6.v[wl + c6 * 8], in6.v[ib + 0], in6.v[ib + 8], in6.v[ib + 16]);
+        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
         continuing { c6++; break if c6 >= p.count6; }
     }
-    finish(lane, pbk, j, acc, false);
+    finish(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -981,52 +1102,54 @@ fn conv1x1_windows_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane_id: u32) {
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
-    let j = i32(wg.y);
-    let b0 = start_value(j, lane);
-    var acc = array<f32, 24>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0);
-    let wl = j * (p.ck / 4) * 8 + lane;
-    let il = pbk * 24 + lane;
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl + c0 * 8], in0.v[ib + 0], in0.v[ib + 8], in0.v[ib + 16]);
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl + c1 * 8], in1.v[ib + 0], in1.v[ib + 8], in1.v[ib + 16]);
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl + c2 * 8], in2.v[ib + 0], in2.v[ib + 8], in2.v[ib + 16]);
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl + c3 * 8], in3.v[ib + 0], in3.v[ib + 8], in3.v[ib + 16]);
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl + c4 * 8], in4.v[ib + 0], in4.v[ib + 8], in4.v[ib + 16]);
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl + c5 * 8], in5.v[ib + 0], in5.v[ib + 8], in5.v[ib + 16]);
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, w6.v[wl + c6 * 8], in6.v[ib + 0], in6.v[ib + 8], in6.v[ib + 16]);
+        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
         continuing { c6++; break if c6 >= p.count6; }
     }
-    finish(lane, pbk, j, acc, true);
+    finish(lane, pbk, jt, acc, true);
 }

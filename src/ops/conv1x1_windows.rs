@@ -66,8 +66,10 @@ pub(crate) fn is_conv_kernel(kernel: Kernel) -> bool {
 
 /// Window pairs a launch binds at most (`K` in the generator).
 const WINDOWS: usize = 7;
-/// Target pixels per lane (`PX`).
-const PX: usize = 24;
+/// Target pixels per workgroup (`PX`).
+const PX: usize = 16;
+/// Blocks of 8 target channels per workgroup (`CH`).
+const CH: usize = 2;
 /// A layer takes the fewest windows whose bands hold this many pixels and whose groups this
 /// many target channels (or all there are).
 const MIN_BAND: usize = 96;
@@ -126,7 +128,7 @@ pub(crate) struct Px1Plan {
     /// Source channels per window (a multiple of 4), windows in use.
     ck: usize,
     windows: usize,
-    /// Target pixels per band (a multiple of 24), bands per image.
+    /// Target pixels per band (a multiple of `PX`), bands per image.
     pb: usize,
     bands: usize,
     /// Target channels per group (a multiple of 8), groups.
@@ -212,7 +214,7 @@ impl Px1Plan {
 
     /// Threads one pass launches in its product kernels.
     pub(crate) fn threads(&self) -> usize {
-        self.n * self.bands * (self.pb / PX) * self.ct.div_ceil(LANES) * LANES
+        self.n * self.bands * (self.pb / PX) * self.ct.div_ceil(LANES * CH) * LANES
     }
 
     /// Whether the packing reads and the product writes 4 pixels at a time: stride 1, no
@@ -425,7 +427,7 @@ pub(crate) fn build(
                     kernel: conv,
                     params,
                     bindings,
-                    workgroups: [(plan.pb / PX) as u32, blocks as u32, 1],
+                    workgroups: [(plan.pb / PX) as u32, blocks.div_ceil(CH) as u32, 1],
                 });
             }
         }
