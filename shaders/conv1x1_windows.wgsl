@@ -14,7 +14,8 @@
 // weight vec4 and 2 input vec4 (pixels lane, 8 + lane), then makes 64 broadcasts and
 // 128 FMAs into 32 accumulators. (2 x 16 spends fewer gathers and broadcasts per FMA than
 // 1 x 24, while 3 x 8 wasted a third of the lanes on groups of 32 channels.)
-// Entry points conv1x1_windows_k<m>[_acc] bind m window pairs (_acc adds into t).
+// Entry points conv1x1_windows_k<m>[_acc] bind m window pairs (_acc adds into t); the
+// conv1x1_windows_v4_ ones store 4 pixels at a time (p.vec4_px = 1).
 // Packing the source: conv1x1_windows_pack (any stride), _pack4 (stride 1, planes of a
 // multiple of 4 pixels: 4 pixels per thread) or, where the planes also fit 4 to a window,
 // _pack_uniform, which reads the source through the 14 window bindings: on lavapipe a storage
@@ -523,66 +524,75 @@ fn step(acc: ptr<function, array<f32, 32>>, w0: vec4<f32>, w1: vec4<f32>, g0: ve
     (*acc)[31] = fma(w1.w, x15w, fma(w1.z, x15z, fma(w1.y, x15y, fma(w1.x, x15x, (*acc)[31]))));
 }
 
-fn finish(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
+fn finish4(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
     let q0 = p.band * p.pb + pbk * 16;
     let last = p.ht * p.wt;
     let j0 = 2 * jt + 0;
     let ct0 = p.group * p.gsize + j0 * 8 + lane;
     if (j0 * 8 + lane < p.gsize && ct0 < p.ct) {
         let base = (p.n * p.ct + ct0) * p.out_h * p.out_w;
-        if (p.vec4_px != 0) {
-            let a = (base + q0) / 4;
-            if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[0], acc[1], acc[2], acc[3]), add); }
-            if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[4], acc[5], acc[6], acc[7]), add); }
-            if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[8], acc[9], acc[10], acc[11]), add); }
-            if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[12], acc[13], acc[14], acc[15]), add); }
-        } else {
-            if (q0 + 0 < last) { put(base, q0 + 0, acc[0], add); }
-            if (q0 + 1 < last) { put(base, q0 + 1, acc[1], add); }
-            if (q0 + 2 < last) { put(base, q0 + 2, acc[2], add); }
-            if (q0 + 3 < last) { put(base, q0 + 3, acc[3], add); }
-            if (q0 + 4 < last) { put(base, q0 + 4, acc[4], add); }
-            if (q0 + 5 < last) { put(base, q0 + 5, acc[5], add); }
-            if (q0 + 6 < last) { put(base, q0 + 6, acc[6], add); }
-            if (q0 + 7 < last) { put(base, q0 + 7, acc[7], add); }
-            if (q0 + 8 < last) { put(base, q0 + 8, acc[8], add); }
-            if (q0 + 9 < last) { put(base, q0 + 9, acc[9], add); }
-            if (q0 + 10 < last) { put(base, q0 + 10, acc[10], add); }
-            if (q0 + 11 < last) { put(base, q0 + 11, acc[11], add); }
-            if (q0 + 12 < last) { put(base, q0 + 12, acc[12], add); }
-            if (q0 + 13 < last) { put(base, q0 + 13, acc[13], add); }
-            if (q0 + 14 < last) { put(base, q0 + 14, acc[14], add); }
-            if (q0 + 15 < last) { put(base, q0 + 15, acc[15], add); }
-        }
+        let a = (base + q0) / 4;
+        if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[0], acc[1], acc[2], acc[3]), add); }
+        if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[4], acc[5], acc[6], acc[7]), add); }
+        if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[8], acc[9], acc[10], acc[11]), add); }
+        if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[12], acc[13], acc[14], acc[15]), add); }
     }
     let j1 = 2 * jt + 1;
     let ct1 = p.group * p.gsize + j1 * 8 + lane;
     if (j1 * 8 + lane < p.gsize && ct1 < p.ct) {
         let base = (p.n * p.ct + ct1) * p.out_h * p.out_w;
-        if (p.vec4_px != 0) {
-            let a = (base + q0) / 4;
-            if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[16], acc[17], acc[18], acc[19]), add); }
-            if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[20], acc[21], acc[22], acc[23]), add); }
-            if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[24], acc[25], acc[26], acc[27]), add); }
-            if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[28], acc[29], acc[30], acc[31]), add); }
-        } else {
-            if (q0 + 0 < last) { put(base, q0 + 0, acc[16], add); }
-            if (q0 + 1 < last) { put(base, q0 + 1, acc[17], add); }
-            if (q0 + 2 < last) { put(base, q0 + 2, acc[18], add); }
-            if (q0 + 3 < last) { put(base, q0 + 3, acc[19], add); }
-            if (q0 + 4 < last) { put(base, q0 + 4, acc[20], add); }
-            if (q0 + 5 < last) { put(base, q0 + 5, acc[21], add); }
-            if (q0 + 6 < last) { put(base, q0 + 6, acc[22], add); }
-            if (q0 + 7 < last) { put(base, q0 + 7, acc[23], add); }
-            if (q0 + 8 < last) { put(base, q0 + 8, acc[24], add); }
-            if (q0 + 9 < last) { put(base, q0 + 9, acc[25], add); }
-            if (q0 + 10 < last) { put(base, q0 + 10, acc[26], add); }
-            if (q0 + 11 < last) { put(base, q0 + 11, acc[27], add); }
-            if (q0 + 12 < last) { put(base, q0 + 12, acc[28], add); }
-            if (q0 + 13 < last) { put(base, q0 + 13, acc[29], add); }
-            if (q0 + 14 < last) { put(base, q0 + 14, acc[30], add); }
-            if (q0 + 15 < last) { put(base, q0 + 15, acc[31], add); }
-        }
+        let a = (base + q0) / 4;
+        if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[16], acc[17], acc[18], acc[19]), add); }
+        if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[20], acc[21], acc[22], acc[23]), add); }
+        if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[24], acc[25], acc[26], acc[27]), add); }
+        if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[28], acc[29], acc[30], acc[31]), add); }
+    }
+}
+
+fn finish1(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
+    let q0 = p.band * p.pb + pbk * 16;
+    let last = p.ht * p.wt;
+    let j0 = 2 * jt + 0;
+    let ct0 = p.group * p.gsize + j0 * 8 + lane;
+    if (j0 * 8 + lane < p.gsize && ct0 < p.ct) {
+        let base = (p.n * p.ct + ct0) * p.out_h * p.out_w;
+        if (q0 + 0 < last) { put(base, q0 + 0, acc[0], add); }
+        if (q0 + 1 < last) { put(base, q0 + 1, acc[1], add); }
+        if (q0 + 2 < last) { put(base, q0 + 2, acc[2], add); }
+        if (q0 + 3 < last) { put(base, q0 + 3, acc[3], add); }
+        if (q0 + 4 < last) { put(base, q0 + 4, acc[4], add); }
+        if (q0 + 5 < last) { put(base, q0 + 5, acc[5], add); }
+        if (q0 + 6 < last) { put(base, q0 + 6, acc[6], add); }
+        if (q0 + 7 < last) { put(base, q0 + 7, acc[7], add); }
+        if (q0 + 8 < last) { put(base, q0 + 8, acc[8], add); }
+        if (q0 + 9 < last) { put(base, q0 + 9, acc[9], add); }
+        if (q0 + 10 < last) { put(base, q0 + 10, acc[10], add); }
+        if (q0 + 11 < last) { put(base, q0 + 11, acc[11], add); }
+        if (q0 + 12 < last) { put(base, q0 + 12, acc[12], add); }
+        if (q0 + 13 < last) { put(base, q0 + 13, acc[13], add); }
+        if (q0 + 14 < last) { put(base, q0 + 14, acc[14], add); }
+        if (q0 + 15 < last) { put(base, q0 + 15, acc[15], add); }
+    }
+    let j1 = 2 * jt + 1;
+    let ct1 = p.group * p.gsize + j1 * 8 + lane;
+    if (j1 * 8 + lane < p.gsize && ct1 < p.ct) {
+        let base = (p.n * p.ct + ct1) * p.out_h * p.out_w;
+        if (q0 + 0 < last) { put(base, q0 + 0, acc[16], add); }
+        if (q0 + 1 < last) { put(base, q0 + 1, acc[17], add); }
+        if (q0 + 2 < last) { put(base, q0 + 2, acc[18], add); }
+        if (q0 + 3 < last) { put(base, q0 + 3, acc[19], add); }
+        if (q0 + 4 < last) { put(base, q0 + 4, acc[20], add); }
+        if (q0 + 5 < last) { put(base, q0 + 5, acc[21], add); }
+        if (q0 + 6 < last) { put(base, q0 + 6, acc[22], add); }
+        if (q0 + 7 < last) { put(base, q0 + 7, acc[23], add); }
+        if (q0 + 8 < last) { put(base, q0 + 8, acc[24], add); }
+        if (q0 + 9 < last) { put(base, q0 + 9, acc[25], add); }
+        if (q0 + 10 < last) { put(base, q0 + 10, acc[26], add); }
+        if (q0 + 11 < last) { put(base, q0 + 11, acc[27], add); }
+        if (q0 + 12 < last) { put(base, q0 + 12, acc[28], add); }
+        if (q0 + 13 < last) { put(base, q0 + 13, acc[29], add); }
+        if (q0 + 14 < last) { put(base, q0 + 14, acc[30], add); }
+        if (q0 + 15 < last) { put(base, q0 + 15, acc[31], add); }
     }
 }
 
@@ -626,7 +636,7 @@ fn conv1x1_windows_k1(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
-    finish(lane, pbk, jt, acc, false);
+    finish1(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -647,7 +657,7 @@ fn conv1x1_windows_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
         continuing { c0++; break if c0 >= p.count0; }
     }
-    finish(lane, pbk, jt, acc, true);
+    finish1(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -674,7 +684,7 @@ fn conv1x1_windows_k2(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
-    finish(lane, pbk, jt, acc, false);
+    finish1(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -701,7 +711,7 @@ fn conv1x1_windows_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
         continuing { c1++; break if c1 >= p.count1; }
     }
-    finish(lane, pbk, jt, acc, true);
+    finish1(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -734,7 +744,7 @@ fn conv1x1_windows_k3(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
-    finish(lane, pbk, jt, acc, false);
+    finish1(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -767,7 +777,7 @@ fn conv1x1_windows_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
         continuing { c2++; break if c2 >= p.count2; }
     }
-    finish(lane, pbk, jt, acc, true);
+    finish1(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -806,7 +816,7 @@ fn conv1x1_windows_k4(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
-    finish(lane, pbk, jt, acc, false);
+    finish1(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -845,7 +855,7 @@ fn conv1x1_windows_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
         continuing { c3++; break if c3 >= p.count3; }
     }
-    finish(lane, pbk, jt, acc, true);
+    finish1(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -890,7 +900,7 @@ fn conv1x1_windows_k5(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
-    finish(lane, pbk, jt, acc, false);
+    finish1(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -935,7 +945,7 @@ fn conv1x1_windows_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
         continuing { c4++; break if c4 >= p.count4; }
     }
-    finish(lane, pbk, jt, acc, true);
+    finish1(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -986,7 +996,7 @@ fn conv1x1_windows_k6(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
         continuing { c5++; break if c5 >= p.count5; }
     }
-    finish(lane, pbk, jt, acc, false);
+    finish1(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -1037,7 +1047,7 @@ fn conv1x1_windows_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
         continuing { c5++; break if c5 >= p.count5; }
     }
-    finish(lane, pbk, jt, acc, true);
+    finish1(lane, pbk, jt, acc, true);
 }
 
 @compute @workgroup_size(8)
@@ -1094,7 +1104,7 @@ fn conv1x1_windows_k7(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
         continuing { c6++; break if c6 >= p.count6; }
     }
-    finish(lane, pbk, jt, acc, false);
+    finish1(lane, pbk, jt, acc, false);
 }
 
 @compute @workgroup_size(8)
@@ -1151,5 +1161,551 @@ fn conv1x1_windows_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
         step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
         continuing { c6++; break if c6 >= p.count6; }
     }
-    finish(lane, pbk, jt, acc, true);
+    finish1(lane, pbk, jt, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k1(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    finish4(lane, pbk, jt, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    finish4(lane, pbk, jt, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k2(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    finish4(lane, pbk, jt, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    finish4(lane, pbk, jt, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k3(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    finish4(lane, pbk, jt, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    finish4(lane, pbk, jt, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k4(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    finish4(lane, pbk, jt, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    finish4(lane, pbk, jt, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k5(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    var c4 = 0;
+    loop {
+        let ib = c4 * p.pb + il;
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        continuing { c4++; break if c4 >= p.count4; }
+    }
+    finish4(lane, pbk, jt, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    var c4 = 0;
+    loop {
+        let ib = c4 * p.pb + il;
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        continuing { c4++; break if c4 >= p.count4; }
+    }
+    finish4(lane, pbk, jt, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k6(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    var c4 = 0;
+    loop {
+        let ib = c4 * p.pb + il;
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        continuing { c4++; break if c4 >= p.count4; }
+    }
+    var c5 = 0;
+    loop {
+        let ib = c5 * p.pb + il;
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        continuing { c5++; break if c5 >= p.count5; }
+    }
+    finish4(lane, pbk, jt, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    var c4 = 0;
+    loop {
+        let ib = c4 * p.pb + il;
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        continuing { c4++; break if c4 >= p.count4; }
+    }
+    var c5 = 0;
+    loop {
+        let ib = c5 * p.pb + il;
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        continuing { c5++; break if c5 >= p.count5; }
+    }
+    finish4(lane, pbk, jt, acc, true);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k7(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    var c4 = 0;
+    loop {
+        let ib = c4 * p.pb + il;
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        continuing { c4++; break if c4 >= p.count4; }
+    }
+    var c5 = 0;
+    loop {
+        let ib = c5 * p.pb + il;
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        continuing { c5++; break if c5 >= p.count5; }
+    }
+    var c6 = 0;
+    loop {
+        let ib = c6 * p.pb + il;
+        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
+        continuing { c6++; break if c6 >= p.count6; }
+    }
+    finish4(lane, pbk, jt, acc, false);
+}
+
+@compute @workgroup_size(8)
+fn conv1x1_windows_v4_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane_id: u32) {
+    let lane = i32(lane_id);
+    let pbk = i32(wg.x);
+    let jt = i32(wg.y);
+    let b0 = start_value(2 * jt + 0, lane);
+    let b1 = start_value(2 * jt + 1, lane);
+    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
+    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let il = pbk * 16 + lane;
+    var c0 = 0;
+    loop {
+        let ib = c0 * p.pb + il;
+        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        continuing { c0++; break if c0 >= p.count0; }
+    }
+    var c1 = 0;
+    loop {
+        let ib = c1 * p.pb + il;
+        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        continuing { c1++; break if c1 >= p.count1; }
+    }
+    var c2 = 0;
+    loop {
+        let ib = c2 * p.pb + il;
+        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        continuing { c2++; break if c2 >= p.count2; }
+    }
+    var c3 = 0;
+    loop {
+        let ib = c3 * p.pb + il;
+        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        continuing { c3++; break if c3 >= p.count3; }
+    }
+    var c4 = 0;
+    loop {
+        let ib = c4 * p.pb + il;
+        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        continuing { c4++; break if c4 >= p.count4; }
+    }
+    var c5 = 0;
+    loop {
+        let ib = c5 * p.pb + il;
+        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        continuing { c5++; break if c5 >= p.count5; }
+    }
+    var c6 = 0;
+    loop {
+        let ib = c6 * p.pb + il;
+        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
+        continuing { c6++; break if c6 >= p.count6; }
+    }
+    finish4(lane, pbk, jt, acc, true);
 }

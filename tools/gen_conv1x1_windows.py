@@ -35,7 +35,8 @@ HEADER = f"""\
 // weight vec4 and {GATHERS} input vec4 (pixels lane, 8 + lane), then makes {PX * 4} broadcasts and
 // {ACC * 4} FMAs into {ACC} accumulators. ({CH} x {PX} spends fewer gathers and broadcasts per FMA than
 // 1 x 24, while 3 x 8 wasted a third of the lanes on groups of 32 channels.)
-// Entry points conv1x1_windows_k<m>[_acc] bind m window pairs (_acc adds into t).
+// Entry points conv1x1_windows_k<m>[_acc] bind m window pairs (_acc adds into t); the
+// conv1x1_windows_v4_ ones store 4 pixels at a time (p.vec4_px = 1).
 // Packing the source: conv1x1_windows_pack (any stride), _pack4 (stride 1, planes of a
 // multiple of 4 pixels: 4 pixels per thread) or, where the planes also fit 4 to a window,
 // _pack_uniform, which reads the source through the 14 window bindings: on lavapipe a storage
@@ -270,25 +271,31 @@ def step_fn():
 
 
 def finish_fn():
-    out = [f"fn finish(lane: i32, pbk: i32, jt: i32, acc: array<f32, {ACC}>, add: bool) {{",
-           f"    let q0 = p.band * p.pb + pbk * {PX};",
-           "    let last = p.ht * p.wt;"]
-    for h in range(CH):
-        out += [f"    let j{h} = {CH} * jt + {h};",
-                f"    let ct{h} = p.group * p.gsize + j{h} * 8 + lane;",
-                f"    if (j{h} * 8 + lane < p.gsize && ct{h} < p.ct) {{",
-                f"        let base = (p.n * p.ct + ct{h}) * p.out_h * p.out_w;",
-                "        if (p.vec4_px != 0) {",
-                "            let a = (base + q0) / 4;"]
-        for i in range(PX // 4):
-            v = ", ".join(f"acc[{h * PX + 4 * i + c}]" for c in range(4))
-            out.append(f"            if (q0 + {4 * i} < last) {{ put4(a + {i}, vec4<f32>({v}), add); }}")
-        out += ["        } else {"]
-        for q in range(PX):
-            out.append(f"            if (q0 + {q} < last) {{ put(base, q0 + {q}, acc[{h * PX + q}], add); }}")
-        out += ["        }",
-                "    }"]
-    out.append("}")
+    # Two finishes, each behind its own entry points: lavapipe runs both sides of a branch on
+    # a uniform value (each storage store a loop over the lanes, masked or not), so one finish
+    # holding both paths spent as long in the path not taken as in the product.
+    out = []
+    for v4 in (True, False):
+        out += [f"fn finish{'4' if v4 else '1'}(lane: i32, pbk: i32, jt: i32, acc: array<f32, {ACC}>, add: bool) {{",
+                f"    let q0 = p.band * p.pb + pbk * {PX};",
+                "    let last = p.ht * p.wt;"]
+        for h in range(CH):
+            out += [f"    let j{h} = {CH} * jt + {h};",
+                    f"    let ct{h} = p.group * p.gsize + j{h} * 8 + lane;",
+                    f"    if (j{h} * 8 + lane < p.gsize && ct{h} < p.ct) {{",
+                    f"        let base = (p.n * p.ct + ct{h}) * p.out_h * p.out_w;"]
+            if v4:
+                out.append("        let a = (base + q0) / 4;")
+                for i in range(PX // 4):
+                    v = ", ".join(f"acc[{h * PX + 4 * i + c}]" for c in range(4))
+                    out.append(f"        if (q0 + {4 * i} < last) {{ put4(a + {i}, vec4<f32>({v}), add); }}")
+            else:
+                for q in range(PX):
+                    out.append(f"        if (q0 + {q} < last) {{ put(base, q0 + {q}, acc[{h * PX + q}], add); }}")
+            out.append("    }")
+        out.append("}")
+        out.append("")
+    out.pop()
     out.append("")
     out.append("fn put4(i: i32, v: vec4<f32>, add: bool) {")
     out.append("    if (add) { t4[i] = t4[i] + v; } else { t4[i] = v; }")
@@ -314,8 +321,8 @@ def finish_fn():
     return out
 
 
-def main_fn(kw, add):
-    name = f"conv1x1_windows_k{kw}" + ("_acc" if add else "")
+def main_fn(kw, add, v4):
+    name = f"conv1x1_windows_{'v4_' if v4 else ''}k{kw}" + ("_acc" if add else "")
     out = ["@compute @workgroup_size(8)",
            f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>,",
            "        @builtin(subgroup_invocation_id) lane_id: u32) {",
@@ -338,7 +345,7 @@ def main_fn(kw, add):
         out.append(f"        step(&acc, {ws}, {gs});")
         out.append(f"        continuing {{ c{k}++; break if c{k} >= p.count{k}; }}")
         out.append("    }")
-    out.append(f"    finish(lane, pbk, jt, acc, {'true' if add else 'false'});")
+    out.append(f"    finish{'4' if v4 else '1'}(lane, pbk, jt, acc, {'true' if add else 'false'});")
     out.append("}")
     return out
 
@@ -354,10 +361,11 @@ def generate():
     lines += step_fn()
     lines.append("")
     lines += finish_fn()
-    for kw in range(1, K + 1):
-        for add in (False, True):
-            lines.append("")
-            lines += main_fn(kw, add)
+    for v4 in (False, True):
+        for kw in range(1, K + 1):
+            for add in (False, True):
+                lines.append("")
+                lines += main_fn(kw, add, v4)
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,25 @@ const CONV_ACC: [Kernel; WINDOWS] = [
     Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_k6_acc"),
     Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_k7_acc"),
 ];
+/// The same, storing 4 pixels at a time (`vec4_px`).
+const CONV_V4: [Kernel; WINDOWS] = [
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k1"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k2"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k3"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k4"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k5"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k6"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k7"),
+];
+const CONV_V4_ACC: [Kernel; WINDOWS] = [
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k1_acc"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k2_acc"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k3_acc"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k4_acc"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k5_acc"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k6_acc"),
+    Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_v4_k7_acc"),
+];
 const PACK: Kernel = Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_pack");
 const PACK4: Kernel = Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_pack4");
 const PACK_UNIFORM: Kernel = Kernel::new(Shader::Conv1x1Windows, "conv1x1_windows_pack_uniform");
@@ -53,6 +72,20 @@ pub const KERNELS: &[Kernel] = &[
     CONV_ACC[4],
     CONV_ACC[5],
     CONV_ACC[6],
+    CONV_V4[0],
+    CONV_V4[1],
+    CONV_V4[2],
+    CONV_V4[3],
+    CONV_V4[4],
+    CONV_V4[5],
+    CONV_V4[6],
+    CONV_V4_ACC[0],
+    CONV_V4_ACC[1],
+    CONV_V4_ACC[2],
+    CONV_V4_ACC[3],
+    CONV_V4_ACC[4],
+    CONV_V4_ACC[5],
+    CONV_V4_ACC[6],
     PACK,
     PACK4,
     PACK_UNIFORM,
@@ -61,7 +94,9 @@ pub const KERNELS: &[Kernel] = &[
 
 /// Whether `kernel` is one of this family's product entry points.
 pub(crate) fn is_conv_kernel(kernel: Kernel) -> bool {
-    CONV.contains(&kernel) || CONV_ACC.contains(&kernel)
+    [CONV, CONV_ACC, CONV_V4, CONV_V4_ACC]
+        .iter()
+        .any(|set| set.contains(&kernel))
 }
 
 /// Window pairs a launch binds at most (`K` in the generator).
@@ -334,15 +369,6 @@ pub(crate) fn build(
         DType::F32,
     )?;
     let vec4 = plan.vec4_pixels();
-    // Binding 19 (the target as vec4) is bound whatever the path; a target too small to be
-    // one vec4 (the scalar path then) gets a stand-in.
-    let stand_in;
-    let target4 = if vec4 || target.byte_size() >= 16 {
-        target
-    } else {
-        stand_in = Tensor::empty(ctx, &[4], DType::F32)?;
-        &stand_in
-    };
     let align = u64::from(ctx.limits().min_uniform_buffer_offset_alignment.max(16));
     let uniform_cw = plan.uniform_pack_channels(align as usize, source);
     let (pack, pack_total) = if vec4 {
@@ -355,7 +381,14 @@ pub(crate) fn build(
     };
     let mut base = plan.params();
     base.has_bias = bias.is_some() as i32;
-    let conv = if accumulate { CONV_ACC } else { CONV }[plan.windows - 1];
+    let conv = match (vec4, accumulate) {
+        (false, false) => CONV,
+        (false, true) => CONV_ACC,
+        (true, false) => CONV_V4,
+        (true, true) => CONV_V4_ACC,
+    }[plan.windows - 1];
+    // The target as f32 (binding 2) or as vec4 (binding 19).
+    let target_binding = if vec4 { 19 } else { 2 };
     for n in 0..plan.n {
         let mut params = base;
         params.n = to_i32(OP, "image", n)?;
@@ -412,8 +445,7 @@ pub(crate) fn build(
                 params.group = g as i32;
                 let mut bindings = vec![
                     (1, Binding::Storage(bias_t)),
-                    (2, Binding::Storage(target)),
-                    (19, Binding::Storage(target4)),
+                    (target_binding, Binding::Storage(target)),
                 ];
                 for k in 0..plan.windows {
                     bindings.push((4 + k as u32, window(&ipack, band * plan.windows + k)));
