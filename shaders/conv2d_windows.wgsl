@@ -31,7 +31,8 @@
 // Entry points ending in _acc add into the target (backward passes that accumulate).
 // Bindings: 0 params, 1 src (bias for conv2d_windows, the tensor to pack for the pack
 // kernels), 2 t (output), 3 packed (pack kernels' output), 4..10 input windows,
-// 11..17 weight windows.
+// 11..17 weight windows (all of 4..17 source windows for
+// conv2d_windows_pack_uniform).
 
 struct WinParams {
     n: i32,          // image
@@ -67,6 +68,11 @@ struct WinParams {
     down: i32,       // target subsampling: the ht x wt grid is computed, rows and columns
     out_h: i32,      // 0, down, 2*down.. are stored into the out_h x out_w target (the
     out_w: i32,      // forward pass of a conv with stride down)
+    g0: i32,         // conv2d_windows_pack_uniform: first source row of the launch, rows per
+    rw: i32,         // source window,
+    pad0: i32,
+    pad1: i32,
+    shift: array<vec4<i32>, 4>, // and where in window j its first row starts (floats)
 }
 
 struct Window {
@@ -145,6 +151,26 @@ fn conv2d_windows_pack(@builtin(global_invocation_id) gid: vec3<u32>,
     packed[(band * p.windows + k) * 4096 + cl * p.plane4 + v] = o;
 }
 
+// The 4 packed columns of vec4 v of a source row for padding pad_w, from a = the row's columns
+// 4v-4 .. 4v-1 and b = 4v .. 4v+3, written into the one or two bands that hold row g of the
+// image's cs*hs rows (the bands overlap by 2 rows).
+fn put_row(g: i32, v: i32, a: vec4<f32>, b: vec4<f32>) {
+    let o1 = vec4<f32>(a.w, b.x, b.y, b.z);
+    let o2 = vec4<f32>(a.z, a.w, b.x, b.y);
+    let o = select(select(b, o2, p.pad_w == 2), o1, p.pad_w == 1);
+    let cy = divmod(g, p.hs);
+    let kc = divmod(cy.x, p.ck);
+    let rows = p.plane4 / p.wp4 - 2;  // R of the conv kernel
+    let br = divmod(cy.y + p.pad_h, rows);
+    let at = kc.x * 4096 + kc.y * p.plane4 + v;
+    if (br.x < p.bands) {
+        packed[br.x * p.windows * 4096 + at + br.y * p.wp4] = o;
+    }
+    if (br.y < 2 && br.x >= 1 && br.x <= p.bands) {
+        packed[(br.x - 1) * p.windows * 4096 + at + (br.y + rows) * p.wp4] = o;
+    }
+}
+
 // One thread per packed weight vec4: group, window k, block j, channel cl, part m, lane (taps
 // 4m .. 4m+3; tap 9.. are zero). Forward: w' = w [Ct, Cs, 3, 3]. Backward to the input
 // (flip): w is [Cs, Ct, 3, 3] and w'[ct][cs][ky][kx] = w[cs][ct][2-ky][2-kx].
@@ -179,6 +205,137 @@ fn conv2d_windows_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     packed[(g * p.windows + k) * 4096 + e] = o;
+}
+
+// conv2d_windows_pack for up = 1 and ws a multiple of 4, the source read through uniform
+// windows (a storage load is a loop over the lanes; see conv1x1_windows_pack_uniform): image
+// p.n's source seen as cs*hs rows of ws floats (row c*hs + y); window j (in0..in6, then
+// w0..w6) holds rows p.g0 + j*p.rw .. + p.rw - 1, the first at float p.shift[j / 4][j % 4]
+// (a multiple of 4). One thread per row of a window and packed vec4 v: it reads 2 aligned
+// vec4 of that row in every window. Padding rows are never written: the packed buffer
+// starts zeroed and keeps them.
+@compute @workgroup_size(WG)
+fn conv2d_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = i32(flat_index(gid, nwg));
+    if (i >= p.total) { return; }
+    let rv = divmod(i, p.wp4);
+    let rr = rv.x;
+    let v = rv.y;
+    let has_a = v >= 1 && 4 * v - 4 < p.ws;
+    let has_b = 4 * v < p.ws;
+    if (p.g0 + 0 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[0].x + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = in0.v[s - 1]; }
+        if (has_b) { b = in0.v[s]; }
+        put_row(p.g0 + 0 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 1 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[0].y + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = in1.v[s - 1]; }
+        if (has_b) { b = in1.v[s]; }
+        put_row(p.g0 + 1 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 2 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[0].z + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = in2.v[s - 1]; }
+        if (has_b) { b = in2.v[s]; }
+        put_row(p.g0 + 2 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 3 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[0].w + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = in3.v[s - 1]; }
+        if (has_b) { b = in3.v[s]; }
+        put_row(p.g0 + 3 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 4 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[1].x + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = in4.v[s - 1]; }
+        if (has_b) { b = in4.v[s]; }
+        put_row(p.g0 + 4 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 5 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[1].y + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = in5.v[s - 1]; }
+        if (has_b) { b = in5.v[s]; }
+        put_row(p.g0 + 5 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 6 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[1].z + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = in6.v[s - 1]; }
+        if (has_b) { b = in6.v[s]; }
+        put_row(p.g0 + 6 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 7 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[1].w + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = w0.v[s - 1]; }
+        if (has_b) { b = w0.v[s]; }
+        put_row(p.g0 + 7 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 8 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[2].x + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = w1.v[s - 1]; }
+        if (has_b) { b = w1.v[s]; }
+        put_row(p.g0 + 8 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 9 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[2].y + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = w2.v[s - 1]; }
+        if (has_b) { b = w2.v[s]; }
+        put_row(p.g0 + 9 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 10 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[2].z + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = w3.v[s - 1]; }
+        if (has_b) { b = w3.v[s]; }
+        put_row(p.g0 + 10 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 11 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[2].w + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = w4.v[s - 1]; }
+        if (has_b) { b = w4.v[s]; }
+        put_row(p.g0 + 11 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 12 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[3].x + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = w5.v[s - 1]; }
+        if (has_b) { b = w5.v[s]; }
+        put_row(p.g0 + 12 * p.rw + rr, v, a, b);
+    }
+    if (p.g0 + 13 * p.rw + rr < p.cs * p.hs) {
+        let s = (p.shift[3].y + rr * p.ws) / 4 + v;
+        var a = vec4<f32>();
+        var b = vec4<f32>();
+        if (has_a) { a = w6.v[s - 1]; }
+        if (has_b) { b = w6.v[s]; }
+        put_row(p.g0 + 13 * p.rw + rr, v, a, b);
+    }
 }
 
 // acc[oy*8 + ox] += sum over the 3x3 taps of w[tap] * x[oy+ky][ox+kx], x broadcast from

@@ -242,6 +242,38 @@ const CASES: &[Case] = &[
         bias: false,
     },
     Case {
+        // Rows of 200 floats: the windows kernel packs the source through uniform windows of
+        // 81 rows, 14 per launch, so 40 channels x 32 rows take 2 launches per image (forward,
+        // and backward on dy's rows of 200). Image 1's last windows are bound ending at the
+        // tensor's end: 3384 floats in, their last row ending on the window's last float.
+        name: "windows: source packed through uniform windows, 2 launches, N=2",
+        x: [2, 40, 32, 200],
+        cout: 5,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: true,
+    },
+    Case {
+        // Forward packed through 2 uniform windows of 186 rows (the second ending at the
+        // tensor's end), padding 2 on each side.
+        name: "windows: source packed through uniform windows, pad 2",
+        x: [1, 7, 45, 88],
+        cout: 9,
+        k: [3, 3],
+        cfg: cfg([1, 1], [2, 2], [1, 1], 1),
+        bias: false,
+    },
+    Case {
+        // Backward packs dy [2, 40, 23, 24] through uniform windows with padding 2; forward
+        // (rows of 26 floats) takes the storage packing.
+        name: "windows: pad 0, dy packed through uniform windows, N=2",
+        x: [2, 30, 25, 26],
+        cout: 40,
+        k: [3, 3],
+        cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+        bias: true,
+    },
+    Case {
         name: "windows 1x1: 3 source windows, 2 bands",
         x: [1, 600, 12, 12],
         cout: 40,

@@ -62,7 +62,8 @@ HEADER = f"""\
 // Entry points ending in _acc add into the target (backward passes that accumulate).
 // Bindings: 0 params, 1 src (bias for conv2d_windows, the tensor to pack for the pack
 // kernels), 2 t (output), 3 packed (pack kernels' output), 4..{3+K} input windows,
-// {4+K}..{3+2*K} weight windows.
+// {4+K}..{3+2*K} weight windows (all of 4..{3+2*K} source windows for
+// conv2d_windows_pack_uniform).
 """
 
 
@@ -190,6 +191,11 @@ struct WinParams {
     down: i32,       // target subsampling: the ht x wt grid is computed, rows and columns
     out_h: i32,      // 0, down, 2*down.. are stored into the out_h x out_w target (the
     out_w: i32,      // forward pass of a conv with stride down)
+    g0: i32,         // conv2d_windows_pack_uniform: first source row of the launch, rows per
+    rw: i32,         // source window,
+    pad0: i32,
+    pad1: i32,
+    shift: array<vec4<i32>, 4>, // and where in window j its first row starts (floats)
 }
 
 struct Window {
@@ -256,6 +262,26 @@ fn conv2d_windows_pack(@builtin(global_invocation_id) gid: vec3<u32>,
     packed[(band * p.windows + k) * 4096 + cl * p.plane4 + v] = o;
 }
 
+// The 4 packed columns of vec4 v of a source row for padding pad_w, from a = the row's columns
+// 4v-4 .. 4v-1 and b = 4v .. 4v+3, written into the one or two bands that hold row g of the
+// image's cs*hs rows (the bands overlap by 2 rows).
+fn put_row(g: i32, v: i32, a: vec4<f32>, b: vec4<f32>) {
+    let o1 = vec4<f32>(a.w, b.x, b.y, b.z);
+    let o2 = vec4<f32>(a.z, a.w, b.x, b.y);
+    let o = select(select(b, o2, p.pad_w == 2), o1, p.pad_w == 1);
+    let cy = divmod(g, p.hs);
+    let kc = divmod(cy.x, p.ck);
+    let rows = p.plane4 / p.wp4 - 2;  // R of the conv kernel
+    let br = divmod(cy.y + p.pad_h, rows);
+    let at = kc.x * 4096 + kc.y * p.plane4 + v;
+    if (br.x < p.bands) {
+        packed[br.x * p.windows * 4096 + at + br.y * p.wp4] = o;
+    }
+    if (br.y < 2 && br.x >= 1 && br.x <= p.bands) {
+        packed[(br.x - 1) * p.windows * 4096 + at + (br.y + rows) * p.wp4] = o;
+    }
+}
+
 // One thread per packed weight vec4: group, window k, block j, channel cl, part m, lane (taps
 // 4m .. 4m+3; tap 9.. are zero). Forward: w' = w [Ct, Cs, 3, 3]. Backward to the input
 // (flip): w is [Cs, Ct, 3, 3] and w'[ct][cs][ky][kx] = w[cs][ct][2-ky][2-kx].
@@ -294,13 +320,49 @@ fn conv2d_windows_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>,
 """
 
 
+def pack_uniform_fn():
+    """conv2d_windows_pack_uniform: every window binding reads a span of source rows."""
+    out = ["",
+           "// conv2d_windows_pack for up = 1 and ws a multiple of 4, the source read through uniform",
+           "// windows (a storage load is a loop over the lanes; see conv1x1_windows_pack_uniform): image",
+           "// p.n's source seen as cs*hs rows of ws floats (row c*hs + y); window j (in0..in6, then",
+           "// w0..w6) holds rows p.g0 + j*p.rw .. + p.rw - 1, the first at float p.shift[j / 4][j % 4]",
+           "// (a multiple of 4). One thread per row of a window and packed vec4 v: it reads 2 aligned",
+           "// vec4 of that row in every window. Padding rows are never written: the packed buffer",
+           "// starts zeroed and keeps them.",
+           "@compute @workgroup_size(WG)",
+           "fn conv2d_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,",
+           "                               @builtin(num_workgroups) nwg: vec3<u32>) {",
+           "    let i = i32(flat_index(gid, nwg));",
+           "    if (i >= p.total) { return; }",
+           "    let rv = divmod(i, p.wp4);",
+           "    let rr = rv.x;",
+           "    let v = rv.y;",
+           "    let has_a = v >= 1 && 4 * v - 4 < p.ws;",
+           "    let has_b = 4 * v < p.ws;"]
+    names = [f"in{k}" for k in range(K)] + [f"w{k}" for k in range(K)]
+    for j, name in enumerate(names):
+        out += [f"    if (p.g0 + {j} * p.rw + rr < p.cs * p.hs) {{",
+                f"        let s = (p.shift[{j // 4}].{'xyzw'[j % 4]} + rr * p.ws) / 4 + v;",
+                "        var a = vec4<f32>();",
+                "        var b = vec4<f32>();",
+                f"        if (has_a) {{ a = {name}.v[s - 1]; }}",
+                f"        if (has_b) {{ b = {name}.v[s]; }}",
+                f"        put_row(p.g0 + {j} * p.rw + rr, v, a, b);",
+                "    }"]
+    out.append("}")
+    return out
+
+
 def generate():
     lines = [HEADER, BODY.strip("\n")]
     for k in range(K):
         lines.append(f"@group(0) @binding({4 + k}) var<uniform> in{k}: Window;")
     for k in range(K):
         lines.append(f"@group(0) @binding({4 + K + k}) var<uniform> w{k}: Window;")
-    lines.append(PACK)
+    lines.append(PACK.rstrip("\n"))
+    lines += pack_uniform_fn()
+    lines.append("")
     lines.append("// acc[oy*8 + ox] += sum over the 3x3 taps of w[tap] * x[oy+ky][ox+kx], x broadcast from")
     lines.append("// the lane that gathered it: vec4 q = r*3 + c/4 of the tile sits in lane q % 8 of g(q / 8).")
     for r in TILE_ROWS:

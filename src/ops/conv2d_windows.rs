@@ -6,7 +6,8 @@
 //!
 //! One pass is a chain of launches: (weights packed, unless a [`WeightPacks`] holds
 //! them), then per image: its source packed into bands of 3 or 4 target rows (whichever costs
-//! less, see `R4_BAND_COST`), then one launch per (band, group of target channels), each
+//! less, see `R4_BAND_COST`; the source read through uniform windows of its rows where the
+//! rows allow it), then one launch per (band, group of target channels), each
 //! binding the band's input windows and the group's weight windows. The backward pass to the
 //! input is the same correlation of `dy`, padded by `2 - pad`, with the weights transposed and
 //! flipped.
@@ -60,6 +61,7 @@ const CONV_R4: [[Kernel; WINDOWS]; 2] = [
     ],
 ];
 const PACK: Kernel = Kernel::new(Shader::Conv2dWindows, "conv2d_windows_pack");
+const PACK_UNIFORM: Kernel = Kernel::new(Shader::Conv2dWindows, "conv2d_windows_pack_uniform");
 const PACK_WEIGHTS: Kernel = Kernel::new(Shader::Conv2dWindows, "conv2d_windows_pack_weights");
 
 /// Kernels of this family.
@@ -93,6 +95,7 @@ pub const KERNELS: &[Kernel] = &[
     CONV_R4[1][5],
     CONV_R4[1][6],
     PACK,
+    PACK_UNIFORM,
     PACK_WEIGHTS,
 ];
 
@@ -155,8 +158,17 @@ struct WinParams {
     down: i32,
     out_h: i32,
     out_w: i32,
+    g0: i32,
+    rw: i32,
+    pad0: i32,
+    pad1: i32,
+    // `array<vec4<i32>, 4>` in WGSL: window j's shift at j (14 used).
+    shift: [i32; 16],
 }
-const _: () = assert!(std::mem::size_of::<WinParams>() == 128);
+const _: () = assert!(std::mem::size_of::<WinParams>() == 208);
+
+/// Source windows one uniform-packing launch binds (all 14 window bindings).
+const SOURCE_WINDOWS: usize = 2 * WINDOWS;
 
 /// Whether the context can run this variant: fixed 8-lane subgroups with subgroup operations
 /// enabled, and 15 uniform bindings of 64 KiB at 64 KiB-aligned offsets.
@@ -341,6 +353,16 @@ impl WindowPlan {
         }
     }
 
+    /// Source rows per window where the packing can read the source through uniform windows
+    /// (`conv2d_windows_pack_uniform`): stride 1, rows of a multiple of 4 floats that fit a
+    /// window whatever the shift its aligned offset leaves, in a tensor of at least a window.
+    fn uniform_pack_rows(&self, align: usize, source: &Tensor) -> Option<usize> {
+        let shift_max = (align / 4).saturating_sub(4);
+        let rw = WINDOW_FLOATS.saturating_sub(shift_max) / self.ws;
+        let fits = self.up == 1 && self.ws.is_multiple_of(4) && rw >= 1;
+        (fits && source.byte_size() >= WINDOW_BYTES).then_some(rw)
+    }
+
     /// What a packed copy of the weights depends on: direction and window geometry.
     fn pack_key(&self, flip: bool) -> String {
         format!(
@@ -413,11 +435,14 @@ pub(crate) fn build(
             &placeholder
         }
     };
-    let ipack = Tensor::empty(
-        ctx,
-        &[plan.bands * plan.windows * WINDOW_FLOATS],
-        DType::F32,
-    )?;
+    let align = u64::from(ctx.limits().min_uniform_buffer_offset_alignment.max(16));
+    let uniform_rw = plan.uniform_pack_rows(align as usize, source);
+    let ipack_shape = [plan.bands * plan.windows * WINDOW_FLOATS];
+    // The uniform packing writes only rows inside the source: the padding rows stay zero.
+    let ipack = match uniform_rw {
+        Some(_) => Tensor::zeros(ctx, &ipack_shape)?,
+        None => Tensor::empty(ctx, &ipack_shape, DType::F32)?,
+    };
     let pack_total = plan.bands * plan.windows * plan.ck * plan.plane4;
     let base = plan.params();
     let tile = if plan.rows == 4 { CONV_R4 } else { CONV_R3 };
@@ -426,12 +451,16 @@ pub(crate) fn build(
         let mut params = base;
         params.n = crate::ops::to_i32(OP, "image", n)?;
         params.total = crate::ops::to_i32(OP, "packed vec4", pack_total)?;
-        launches.push(Launch {
-            kernel: PACK,
-            params,
-            bindings: vec![(1, Binding::Storage(source)), (3, Binding::Storage(&ipack))],
-            workgroups: ctx.grid_1d(pack_total)?,
-        });
+        if let Some(rw) = uniform_rw {
+            pack_uniform(ctx, plan, source, &ipack, params, rw, align, &mut launches)?;
+        } else {
+            launches.push(Launch {
+                kernel: PACK,
+                params,
+                bindings: vec![(1, Binding::Storage(source)), (3, Binding::Storage(&ipack))],
+                workgroups: ctx.grid_1d(pack_total)?,
+            });
+        }
         for band in 0..plan.bands {
             for g in 0..plan.groups {
                 let mut params = base;
@@ -460,6 +489,57 @@ pub(crate) fn build(
     }
     parts.push(ctx.dispatch_many(conv, &launches)?);
     Ok(Dispatch::chain(conv, parts))
+}
+
+/// The launches that pack image `params.n` of `source` into `ipack` through uniform windows of
+/// `rw` rows each: window j of a launch starts at row g0 + j*rw of the image's cs*hs rows,
+/// bound at the aligned offset at or before it (or earlier, so that the window ends inside
+/// the tensor), `shift` floats in.
+#[allow(clippy::too_many_arguments)]
+fn pack_uniform<'a>(
+    ctx: &GpuContext,
+    plan: &WindowPlan,
+    source: &'a Tensor,
+    ipack: &'a Tensor,
+    params: WinParams,
+    rw: usize,
+    align: u64,
+    launches: &mut Vec<Launch<'a, WinParams>>,
+) -> Result<()> {
+    const OP: &str = "conv2d_windows";
+    let rows = plan.cs * plan.hs;
+    let first = params.n as usize * rows;
+    let last = (source.byte_size() - WINDOW_BYTES) / align * align;
+    let total = rw * plan.wp4;
+    for g0 in (0..rows).step_by(SOURCE_WINDOWS * rw) {
+        let mut params = params;
+        params.g0 = crate::ops::to_i32(OP, "source row", g0)?;
+        params.rw = crate::ops::to_i32(OP, "rows per window", rw)?;
+        params.total = crate::ops::to_i32(OP, "packed vec4", total)?;
+        let mut bindings = vec![(3, Binding::Storage(ipack))];
+        for j in 0..SOURCE_WINDOWS {
+            let g = (g0 + j * rw).min(rows - 1);
+            let start = ((first + g) * plan.ws * 4) as u64;
+            let offset = (start / align * align).min(last);
+            params.shift[j] =
+                crate::ops::to_i32(OP, "window shift", ((start - offset) / 4) as usize)?;
+            bindings.push((
+                4 + j as u32,
+                Binding::Uniform {
+                    tensor: source,
+                    offset,
+                    size: WINDOW_BYTES,
+                },
+            ));
+        }
+        launches.push(Launch {
+            kernel: PACK_UNIFORM,
+            params,
+            bindings,
+            workgroups: ctx.grid_1d(total)?,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
