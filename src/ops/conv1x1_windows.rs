@@ -394,10 +394,8 @@ pub(crate) fn build(
         params.n = to_i32(OP, "image", n)?;
         params.total = to_i32(OP, "packed vec4", pack_total)?;
         if let Some(cw) = uniform_cw {
-            // Window j starts at channel c0 + j*cw, bound at the aligned offset at or before
-            // it (or earlier, so that the window ends inside the tensor): `shift` floats in.
+            // Window j starts at channel c0 + j*cw.
             let plane = plan.hs * plan.ws;
-            let last = (source.byte_size() - WINDOW_BYTES) / align * align;
             let total = cw / 4 * plan.bands * plan.pb / 4;
             for c0 in (0..plan.cs).step_by(SOURCE_WINDOWS * cw) {
                 let mut params = params;
@@ -405,20 +403,16 @@ pub(crate) fn build(
                 params.cw = to_i32(OP, "channels per window", cw)?;
                 params.total = to_i32(OP, "packed vec4", total)?;
                 let mut bindings = vec![(3, Binding::Storage(&ipack))];
-                for j in 0..SOURCE_WINDOWS {
-                    let c = (c0 + j * cw).min(plan.cs - 1);
-                    let start = ((n * plan.cs + c) * plane * 4) as u64;
-                    let offset = (start / align * align).min(last);
-                    params.shift[j] = to_i32(OP, "window shift", ((start - offset) / 4) as usize)?;
-                    bindings.push((
-                        4 + j as u32,
-                        Binding::Uniform {
-                            tensor: source,
-                            offset,
-                            size: WINDOW_BYTES,
-                        },
-                    ));
-                }
+                let starts = (0..SOURCE_WINDOWS)
+                    .map(|j| (n * plan.cs + (c0 + j * cw).min(plan.cs - 1)) * plane);
+                crate::ops::windows::source_windows(
+                    OP,
+                    source,
+                    starts,
+                    align,
+                    &mut params.shift,
+                    &mut bindings,
+                )?;
                 launches.push(Launch {
                     kernel: PACK_UNIFORM,
                     params,

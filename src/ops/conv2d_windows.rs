@@ -492,9 +492,7 @@ pub(crate) fn build(
 }
 
 /// The launches that pack image `params.n` of `source` into `ipack` through uniform windows of
-/// `rw` rows each: window j of a launch starts at row g0 + j*rw of the image's cs*hs rows,
-/// bound at the aligned offset at or before it (or earlier, so that the window ends inside
-/// the tensor), `shift` floats in.
+/// `rw` rows each: window j of a launch starts at row g0 + j*rw of the image's cs*hs rows.
 #[allow(clippy::too_many_arguments)]
 fn pack_uniform<'a>(
     ctx: &GpuContext,
@@ -509,7 +507,6 @@ fn pack_uniform<'a>(
     const OP: &str = "conv2d_windows";
     let rows = plan.cs * plan.hs;
     let first = params.n as usize * rows;
-    let last = (source.byte_size() - WINDOW_BYTES) / align * align;
     let total = rw * plan.wp4;
     for g0 in (0..rows).step_by(SOURCE_WINDOWS * rw) {
         let mut params = params;
@@ -517,21 +514,8 @@ fn pack_uniform<'a>(
         params.rw = crate::ops::to_i32(OP, "rows per window", rw)?;
         params.total = crate::ops::to_i32(OP, "packed vec4", total)?;
         let mut bindings = vec![(3, Binding::Storage(ipack))];
-        for j in 0..SOURCE_WINDOWS {
-            let g = (g0 + j * rw).min(rows - 1);
-            let start = ((first + g) * plan.ws * 4) as u64;
-            let offset = (start / align * align).min(last);
-            params.shift[j] =
-                crate::ops::to_i32(OP, "window shift", ((start - offset) / 4) as usize)?;
-            bindings.push((
-                4 + j as u32,
-                Binding::Uniform {
-                    tensor: source,
-                    offset,
-                    size: WINDOW_BYTES,
-                },
-            ));
-        }
+        let starts = (0..SOURCE_WINDOWS).map(|j| (first + (g0 + j * rw).min(rows - 1)) * plan.ws);
+        windows::source_windows(OP, source, starts, align, &mut params.shift, &mut bindings)?;
         launches.push(Launch {
             kernel: PACK_UNIFORM,
             params,

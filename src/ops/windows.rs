@@ -98,6 +98,35 @@ pub(crate) fn elementwise_dispatch<P: bytemuck::Pod>(
     ctx.dispatch_many(kernel, &launches)
 }
 
+/// Windows on `source` itself, for the packing kernels that read it through uniform bindings:
+/// window j (binding 4 + j) covers the floats from `starts[j]` on, bound at the aligned offset
+/// at or before it (or earlier, so that the window ends inside the tensor), and `shifts[j]`
+/// says how many floats in that start lies. `source` must hold at least a window.
+pub(crate) fn source_windows<'a>(
+    op: &'static str,
+    source: &'a Tensor,
+    starts: impl IntoIterator<Item = usize>,
+    align: u64,
+    shifts: &mut [i32],
+    bindings: &mut Vec<(u32, Binding<'a>)>,
+) -> Result<()> {
+    let last = (source.byte_size() - WINDOW_BYTES) / align * align;
+    for (j, start) in starts.into_iter().enumerate() {
+        let start = start as u64 * 4;
+        let offset = (start / align * align).min(last);
+        shifts[j] = crate::ops::to_i32(op, "window shift", ((start - offset) / 4) as usize)?;
+        bindings.push((
+            4 + j as u32,
+            Binding::Uniform {
+                tensor: source,
+                offset,
+                size: WINDOW_BYTES,
+            },
+        ));
+    }
+    Ok(())
+}
+
 /// Window `index` of a tensor packed in 64 KiB windows.
 pub(crate) fn window(t: &Tensor, index: usize) -> Binding<'_> {
     Binding::Uniform {
