@@ -110,7 +110,7 @@ pub(crate) fn source_windows<'a>(
     shifts: &mut [i32],
     bindings: &mut Vec<(u32, Binding<'a>)>,
 ) -> Result<()> {
-    let last = (source.byte_size() - WINDOW_BYTES) / align * align;
+    let last = source.byte_size().saturating_sub(WINDOW_BYTES) / align * align;
     for (j, start) in starts.into_iter().enumerate() {
         let start = start as u64 * 4;
         let offset = (start / align * align).min(last);
