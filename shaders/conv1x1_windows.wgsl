@@ -63,8 +63,16 @@ struct Px1Params {
     shift: array<vec4<i32>, 4>, // and where in window j its first channel starts (floats)
 }
 
+// A window's vec4<f32> are read as vec2<u64>: lavapipe gathers a uniform load lane by lane
+// and component by component, and two 64-bit components cost about 0.7 of four 32-bit ones
+// (a probe on Mesa 22.3). Needs SHADER_INT64; win4 puts the floats back, bit for bit.
 struct Window {
-    v: array<vec4<f32>, 4096>,
+    v: array<vec2<u64>, 4096>,
+}
+
+fn win4(x: vec2<u64>) -> vec4<f32> {
+    return vec4<f32>(bitcast<f32>(u32(x.x & 0xfffffffflu)), bitcast<f32>(u32(x.x >> 32u)),
+                     bitcast<f32>(u32(x.y & 0xfffffffflu)), bitcast<f32>(u32(x.y >> 32u)));
 }
 
 @group(0) @binding(0) var<uniform> p: Px1Params;
@@ -207,10 +215,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = in0.v[s];
-            if (c + 1 < p.cs) { v1 = in0.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = in0.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = in0.v[s + 3 * plane4]; }
+            v0 = win4(in0.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(in0.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(in0.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(in0.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -222,10 +230,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = in1.v[s];
-            if (c + 1 < p.cs) { v1 = in1.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = in1.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = in1.v[s + 3 * plane4]; }
+            v0 = win4(in1.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(in1.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(in1.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(in1.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -237,10 +245,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = in2.v[s];
-            if (c + 1 < p.cs) { v1 = in2.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = in2.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = in2.v[s + 3 * plane4]; }
+            v0 = win4(in2.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(in2.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(in2.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(in2.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -252,10 +260,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = in3.v[s];
-            if (c + 1 < p.cs) { v1 = in3.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = in3.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = in3.v[s + 3 * plane4]; }
+            v0 = win4(in3.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(in3.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(in3.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(in3.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -267,10 +275,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = in4.v[s];
-            if (c + 1 < p.cs) { v1 = in4.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = in4.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = in4.v[s + 3 * plane4]; }
+            v0 = win4(in4.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(in4.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(in4.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(in4.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -282,10 +290,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = in5.v[s];
-            if (c + 1 < p.cs) { v1 = in5.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = in5.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = in5.v[s + 3 * plane4]; }
+            v0 = win4(in5.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(in5.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(in5.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(in5.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -297,10 +305,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = in6.v[s];
-            if (c + 1 < p.cs) { v1 = in6.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = in6.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = in6.v[s + 3 * plane4]; }
+            v0 = win4(in6.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(in6.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(in6.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(in6.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -312,10 +320,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = w0.v[s];
-            if (c + 1 < p.cs) { v1 = w0.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = w0.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = w0.v[s + 3 * plane4]; }
+            v0 = win4(w0.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(w0.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(w0.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(w0.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -327,10 +335,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = w1.v[s];
-            if (c + 1 < p.cs) { v1 = w1.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = w1.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = w1.v[s + 3 * plane4]; }
+            v0 = win4(w1.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(w1.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(w1.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(w1.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -342,10 +350,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = w2.v[s];
-            if (c + 1 < p.cs) { v1 = w2.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = w2.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = w2.v[s + 3 * plane4]; }
+            v0 = win4(w2.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(w2.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(w2.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(w2.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -357,10 +365,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = w3.v[s];
-            if (c + 1 < p.cs) { v1 = w3.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = w3.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = w3.v[s + 3 * plane4]; }
+            v0 = win4(w3.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(w3.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(w3.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(w3.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -372,10 +380,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = w4.v[s];
-            if (c + 1 < p.cs) { v1 = w4.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = w4.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = w4.v[s + 3 * plane4]; }
+            v0 = win4(w4.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(w4.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(w4.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(w4.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -387,10 +395,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = w5.v[s];
-            if (c + 1 < p.cs) { v1 = w5.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = w5.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = w5.v[s + 3 * plane4]; }
+            v0 = win4(w5.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(w5.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(w5.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(w5.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -402,10 +410,10 @@ fn conv1x1_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         var v2 = vec4<f32>();
         var v3 = vec4<f32>();
         if (inside) {
-            v0 = w6.v[s];
-            if (c + 1 < p.cs) { v1 = w6.v[s + plane4]; }
-            if (c + 2 < p.cs) { v2 = w6.v[s + 2 * plane4]; }
-            if (c + 3 < p.cs) { v3 = w6.v[s + 3 * plane4]; }
+            v0 = win4(w6.v[s]);
+            if (c + 1 < p.cs) { v1 = win4(w6.v[s + plane4]); }
+            if (c + 2 < p.cs) { v2 = win4(w6.v[s + 2 * plane4]); }
+            if (c + 3 < p.cs) { v3 = win4(w6.v[s + 3 * plane4]); }
         }
         put_packed(c, be.x, be.y, v0, v1, v2, v3);
     }
@@ -633,7 +641,7 @@ fn conv1x1_windows_k1(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -654,7 +662,7 @@ fn conv1x1_windows_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -675,13 +683,13 @@ fn conv1x1_windows_k2(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -702,13 +710,13 @@ fn conv1x1_windows_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -729,19 +737,19 @@ fn conv1x1_windows_k3(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -762,19 +770,19 @@ fn conv1x1_windows_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -795,25 +803,25 @@ fn conv1x1_windows_k4(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -834,25 +842,25 @@ fn conv1x1_windows_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -873,31 +881,31 @@ fn conv1x1_windows_k5(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -918,31 +926,31 @@ fn conv1x1_windows_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -963,37 +971,37 @@ fn conv1x1_windows_k6(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -1014,37 +1022,37 @@ fn conv1x1_windows_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -1065,43 +1073,43 @@ fn conv1x1_windows_k7(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -1122,43 +1130,43 @@ fn conv1x1_windows_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -1179,7 +1187,7 @@ fn conv1x1_windows_v4_k1(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1200,7 +1208,7 @@ fn conv1x1_windows_v4_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1221,13 +1229,13 @@ fn conv1x1_windows_v4_k2(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1248,13 +1256,13 @@ fn conv1x1_windows_v4_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1275,19 +1283,19 @@ fn conv1x1_windows_v4_k3(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1308,19 +1316,19 @@ fn conv1x1_windows_v4_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1341,25 +1349,25 @@ fn conv1x1_windows_v4_k4(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1380,25 +1388,25 @@ fn conv1x1_windows_v4_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1419,31 +1427,31 @@ fn conv1x1_windows_v4_k5(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1464,31 +1472,31 @@ fn conv1x1_windows_v4_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1509,37 +1517,37 @@ fn conv1x1_windows_v4_k6(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1560,37 +1568,37 @@ fn conv1x1_windows_v4_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1611,43 +1619,43 @@ fn conv1x1_windows_v4_k7(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1668,43 +1676,43 @@ fn conv1x1_windows_v4_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, w0.v[wl0 + c0 * 8], w0.v[wl1 + c0 * 8], in0.v[ib + 0], in0.v[ib + 8]);
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, w1.v[wl0 + c1 * 8], w1.v[wl1 + c1 * 8], in1.v[ib + 0], in1.v[ib + 8]);
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, w2.v[wl0 + c2 * 8], w2.v[wl1 + c2 * 8], in2.v[ib + 0], in2.v[ib + 8]);
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, w3.v[wl0 + c3 * 8], w3.v[wl1 + c3 * 8], in3.v[ib + 0], in3.v[ib + 8]);
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, w4.v[wl0 + c4 * 8], w4.v[wl1 + c4 * 8], in4.v[ib + 0], in4.v[ib + 8]);
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, w5.v[wl0 + c5 * 8], w5.v[wl1 + c5 * 8], in5.v[ib + 0], in5.v[ib + 8]);
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, w6.v[wl0 + c6 * 8], w6.v[wl1 + c6 * 8], in6.v[ib + 0], in6.v[ib + 8]);
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish4(lane, pbk, jt, acc, true);

@@ -75,8 +75,16 @@ struct WinParams {
     shift: array<vec4<i32>, 4>, // and where in window j its first row starts (floats)
 }
 
+// A window's vec4<f32> are read as vec2<u64>: lavapipe gathers a uniform load lane by lane
+// and component by component, and two 64-bit components cost about 0.7 of four 32-bit ones
+// (a probe on Mesa 22.3). Needs SHADER_INT64; win4 puts the floats back, bit for bit.
 struct Window {
-    v: array<vec4<f32>, 4096>,
+    v: array<vec2<u64>, 4096>,
+}
+
+fn win4(x: vec2<u64>) -> vec4<f32> {
+    return vec4<f32>(bitcast<f32>(u32(x.x & 0xfffffffflu)), bitcast<f32>(u32(x.x >> 32u)),
+                     bitcast<f32>(u32(x.y & 0xfffffffflu)), bitcast<f32>(u32(x.y >> 32u)));
 }
 
 @group(0) @binding(0) var<uniform> p: WinParams;
@@ -228,112 +236,112 @@ fn conv2d_windows_pack_uniform(@builtin(global_invocation_id) gid: vec3<u32>,
         let s = (p.shift[0].x + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = in0.v[s - 1]; }
-        if (has_b) { b = in0.v[s]; }
+        if (has_a) { a = win4(in0.v[s - 1]); }
+        if (has_b) { b = win4(in0.v[s]); }
         put_row(p.g0 + 0 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 1 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[0].y + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = in1.v[s - 1]; }
-        if (has_b) { b = in1.v[s]; }
+        if (has_a) { a = win4(in1.v[s - 1]); }
+        if (has_b) { b = win4(in1.v[s]); }
         put_row(p.g0 + 1 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 2 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[0].z + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = in2.v[s - 1]; }
-        if (has_b) { b = in2.v[s]; }
+        if (has_a) { a = win4(in2.v[s - 1]); }
+        if (has_b) { b = win4(in2.v[s]); }
         put_row(p.g0 + 2 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 3 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[0].w + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = in3.v[s - 1]; }
-        if (has_b) { b = in3.v[s]; }
+        if (has_a) { a = win4(in3.v[s - 1]); }
+        if (has_b) { b = win4(in3.v[s]); }
         put_row(p.g0 + 3 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 4 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[1].x + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = in4.v[s - 1]; }
-        if (has_b) { b = in4.v[s]; }
+        if (has_a) { a = win4(in4.v[s - 1]); }
+        if (has_b) { b = win4(in4.v[s]); }
         put_row(p.g0 + 4 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 5 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[1].y + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = in5.v[s - 1]; }
-        if (has_b) { b = in5.v[s]; }
+        if (has_a) { a = win4(in5.v[s - 1]); }
+        if (has_b) { b = win4(in5.v[s]); }
         put_row(p.g0 + 5 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 6 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[1].z + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = in6.v[s - 1]; }
-        if (has_b) { b = in6.v[s]; }
+        if (has_a) { a = win4(in6.v[s - 1]); }
+        if (has_b) { b = win4(in6.v[s]); }
         put_row(p.g0 + 6 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 7 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[1].w + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = w0.v[s - 1]; }
-        if (has_b) { b = w0.v[s]; }
+        if (has_a) { a = win4(w0.v[s - 1]); }
+        if (has_b) { b = win4(w0.v[s]); }
         put_row(p.g0 + 7 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 8 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[2].x + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = w1.v[s - 1]; }
-        if (has_b) { b = w1.v[s]; }
+        if (has_a) { a = win4(w1.v[s - 1]); }
+        if (has_b) { b = win4(w1.v[s]); }
         put_row(p.g0 + 8 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 9 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[2].y + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = w2.v[s - 1]; }
-        if (has_b) { b = w2.v[s]; }
+        if (has_a) { a = win4(w2.v[s - 1]); }
+        if (has_b) { b = win4(w2.v[s]); }
         put_row(p.g0 + 9 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 10 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[2].z + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = w3.v[s - 1]; }
-        if (has_b) { b = w3.v[s]; }
+        if (has_a) { a = win4(w3.v[s - 1]); }
+        if (has_b) { b = win4(w3.v[s]); }
         put_row(p.g0 + 10 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 11 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[2].w + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = w4.v[s - 1]; }
-        if (has_b) { b = w4.v[s]; }
+        if (has_a) { a = win4(w4.v[s - 1]); }
+        if (has_b) { b = win4(w4.v[s]); }
         put_row(p.g0 + 11 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 12 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[3].x + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = w5.v[s - 1]; }
-        if (has_b) { b = w5.v[s]; }
+        if (has_a) { a = win4(w5.v[s - 1]); }
+        if (has_b) { b = win4(w5.v[s]); }
         put_row(p.g0 + 12 * p.rw + rr, v, a, b);
     }
     if (p.g0 + 13 * p.rw + rr < p.cs * p.hs) {
         let s = (p.shift[3].y + rr * p.ws) / 4 + v;
         var a = vec4<f32>();
         var b = vec4<f32>();
-        if (has_a) { a = w6.v[s - 1]; }
-        if (has_b) { b = w6.v[s]; }
+        if (has_a) { a = win4(w6.v[s - 1]); }
+        if (has_b) { b = win4(w6.v[s]); }
         put_row(p.g0 + 13 * p.rw + rr, v, a, b);
     }
 }
@@ -748,7 +756,7 @@ fn conv2d_windows_r3_k1(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     finish_r3(lane, cb, j, acc, false);
@@ -776,7 +784,7 @@ fn conv2d_windows_r3_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     finish_r3(lane, cb, j, acc, true);
@@ -804,14 +812,14 @@ fn conv2d_windows_r3_k2(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     finish_r3(lane, cb, j, acc, false);
@@ -839,14 +847,14 @@ fn conv2d_windows_r3_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     finish_r3(lane, cb, j, acc, true);
@@ -874,21 +882,21 @@ fn conv2d_windows_r3_k3(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     finish_r3(lane, cb, j, acc, false);
@@ -916,21 +924,21 @@ fn conv2d_windows_r3_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     finish_r3(lane, cb, j, acc, true);
@@ -958,28 +966,28 @@ fn conv2d_windows_r3_k4(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     finish_r3(lane, cb, j, acc, false);
@@ -1007,28 +1015,28 @@ fn conv2d_windows_r3_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     finish_r3(lane, cb, j, acc, true);
@@ -1056,35 +1064,35 @@ fn conv2d_windows_r3_k5(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     finish_r3(lane, cb, j, acc, false);
@@ -1112,35 +1120,35 @@ fn conv2d_windows_r3_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     finish_r3(lane, cb, j, acc, true);
@@ -1168,42 +1176,42 @@ fn conv2d_windows_r3_k6(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        step_r3(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     finish_r3(lane, cb, j, acc, false);
@@ -1231,42 +1239,42 @@ fn conv2d_windows_r3_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        step_r3(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     finish_r3(lane, cb, j, acc, true);
@@ -1294,49 +1302,49 @@ fn conv2d_windows_r3_k7(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        step_r3(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     var cl6 = 0;
     loop {
         let wi = wl + cl6 * 24;
         let ib = cl6 * p.plane4;
-        step_r3(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1]);
+        step_r3(&acc, win4(w6.v[wi]), win4(w6.v[wi + 8]), win4(w6.v[wi + 16]), win4(in6.v[ib + off0]), win4(in6.v[ib + off1]));
         continuing { cl6++; break if cl6 >= p.count6; }
     }
     finish_r3(lane, cb, j, acc, false);
@@ -1364,49 +1372,49 @@ fn conv2d_windows_r3_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r3(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1]);
+        step_r3(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r3(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1]);
+        step_r3(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r3(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1]);
+        step_r3(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r3(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1]);
+        step_r3(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r3(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1]);
+        step_r3(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r3(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1]);
+        step_r3(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     var cl6 = 0;
     loop {
         let wi = wl + cl6 * 24;
         let ib = cl6 * p.plane4;
-        step_r3(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1]);
+        step_r3(&acc, win4(w6.v[wi]), win4(w6.v[wi + 8]), win4(w6.v[wi + 16]), win4(in6.v[ib + off0]), win4(in6.v[ib + off1]));
         continuing { cl6++; break if cl6 >= p.count6; }
     }
     finish_r3(lane, cb, j, acc, true);
@@ -1436,7 +1444,7 @@ fn conv2d_windows_r4_k1(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     finish_r4(lane, cb, j, acc, false);
@@ -1466,7 +1474,7 @@ fn conv2d_windows_r4_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     finish_r4(lane, cb, j, acc, true);
@@ -1496,14 +1504,14 @@ fn conv2d_windows_r4_k2(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     finish_r4(lane, cb, j, acc, false);
@@ -1533,14 +1541,14 @@ fn conv2d_windows_r4_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     finish_r4(lane, cb, j, acc, true);
@@ -1570,21 +1578,21 @@ fn conv2d_windows_r4_k3(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     finish_r4(lane, cb, j, acc, false);
@@ -1614,21 +1622,21 @@ fn conv2d_windows_r4_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     finish_r4(lane, cb, j, acc, true);
@@ -1658,28 +1666,28 @@ fn conv2d_windows_r4_k4(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     finish_r4(lane, cb, j, acc, false);
@@ -1709,28 +1717,28 @@ fn conv2d_windows_r4_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     finish_r4(lane, cb, j, acc, true);
@@ -1760,35 +1768,35 @@ fn conv2d_windows_r4_k5(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        step_r4(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]), win4(in4.v[ib + off2]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     finish_r4(lane, cb, j, acc, false);
@@ -1818,35 +1826,35 @@ fn conv2d_windows_r4_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        step_r4(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]), win4(in4.v[ib + off2]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     finish_r4(lane, cb, j, acc, true);
@@ -1876,42 +1884,42 @@ fn conv2d_windows_r4_k6(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        step_r4(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]), win4(in4.v[ib + off2]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        step_r4(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]), win4(in5.v[ib + off2]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     finish_r4(lane, cb, j, acc, false);
@@ -1941,42 +1949,42 @@ fn conv2d_windows_r4_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        step_r4(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]), win4(in4.v[ib + off2]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        step_r4(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]), win4(in5.v[ib + off2]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     finish_r4(lane, cb, j, acc, true);
@@ -2006,49 +2014,49 @@ fn conv2d_windows_r4_k7(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        step_r4(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]), win4(in4.v[ib + off2]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        step_r4(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]), win4(in5.v[ib + off2]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     var cl6 = 0;
     loop {
         let wi = wl + cl6 * 24;
         let ib = cl6 * p.plane4;
-        step_r4(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1], in6.v[ib + off2]);
+        step_r4(&acc, win4(w6.v[wi]), win4(w6.v[wi + 8]), win4(w6.v[wi + 16]), win4(in6.v[ib + off0]), win4(in6.v[ib + off1]), win4(in6.v[ib + off2]));
         continuing { cl6++; break if cl6 >= p.count6; }
     }
     finish_r4(lane, cb, j, acc, false);
@@ -2078,49 +2086,49 @@ fn conv2d_windows_r4_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
     loop {
         let wi = wl + cl0 * 24;
         let ib = cl0 * p.plane4;
-        step_r4(&acc, w0.v[wi], w0.v[wi + 8], w0.v[wi + 16], in0.v[ib + off0], in0.v[ib + off1], in0.v[ib + off2]);
+        step_r4(&acc, win4(w0.v[wi]), win4(w0.v[wi + 8]), win4(w0.v[wi + 16]), win4(in0.v[ib + off0]), win4(in0.v[ib + off1]), win4(in0.v[ib + off2]));
         continuing { cl0++; break if cl0 >= p.count0; }
     }
     var cl1 = 0;
     loop {
         let wi = wl + cl1 * 24;
         let ib = cl1 * p.plane4;
-        step_r4(&acc, w1.v[wi], w1.v[wi + 8], w1.v[wi + 16], in1.v[ib + off0], in1.v[ib + off1], in1.v[ib + off2]);
+        step_r4(&acc, win4(w1.v[wi]), win4(w1.v[wi + 8]), win4(w1.v[wi + 16]), win4(in1.v[ib + off0]), win4(in1.v[ib + off1]), win4(in1.v[ib + off2]));
         continuing { cl1++; break if cl1 >= p.count1; }
     }
     var cl2 = 0;
     loop {
         let wi = wl + cl2 * 24;
         let ib = cl2 * p.plane4;
-        step_r4(&acc, w2.v[wi], w2.v[wi + 8], w2.v[wi + 16], in2.v[ib + off0], in2.v[ib + off1], in2.v[ib + off2]);
+        step_r4(&acc, win4(w2.v[wi]), win4(w2.v[wi + 8]), win4(w2.v[wi + 16]), win4(in2.v[ib + off0]), win4(in2.v[ib + off1]), win4(in2.v[ib + off2]));
         continuing { cl2++; break if cl2 >= p.count2; }
     }
     var cl3 = 0;
     loop {
         let wi = wl + cl3 * 24;
         let ib = cl3 * p.plane4;
-        step_r4(&acc, w3.v[wi], w3.v[wi + 8], w3.v[wi + 16], in3.v[ib + off0], in3.v[ib + off1], in3.v[ib + off2]);
+        step_r4(&acc, win4(w3.v[wi]), win4(w3.v[wi + 8]), win4(w3.v[wi + 16]), win4(in3.v[ib + off0]), win4(in3.v[ib + off1]), win4(in3.v[ib + off2]));
         continuing { cl3++; break if cl3 >= p.count3; }
     }
     var cl4 = 0;
     loop {
         let wi = wl + cl4 * 24;
         let ib = cl4 * p.plane4;
-        step_r4(&acc, w4.v[wi], w4.v[wi + 8], w4.v[wi + 16], in4.v[ib + off0], in4.v[ib + off1], in4.v[ib + off2]);
+        step_r4(&acc, win4(w4.v[wi]), win4(w4.v[wi + 8]), win4(w4.v[wi + 16]), win4(in4.v[ib + off0]), win4(in4.v[ib + off1]), win4(in4.v[ib + off2]));
         continuing { cl4++; break if cl4 >= p.count4; }
     }
     var cl5 = 0;
     loop {
         let wi = wl + cl5 * 24;
         let ib = cl5 * p.plane4;
-        step_r4(&acc, w5.v[wi], w5.v[wi + 8], w5.v[wi + 16], in5.v[ib + off0], in5.v[ib + off1], in5.v[ib + off2]);
+        step_r4(&acc, win4(w5.v[wi]), win4(w5.v[wi + 8]), win4(w5.v[wi + 16]), win4(in5.v[ib + off0]), win4(in5.v[ib + off1]), win4(in5.v[ib + off2]));
         continuing { cl5++; break if cl5 >= p.count5; }
     }
     var cl6 = 0;
     loop {
         let wi = wl + cl6 * 24;
         let ib = cl6 * p.plane4;
-        step_r4(&acc, w6.v[wi], w6.v[wi + 8], w6.v[wi + 16], in6.v[ib + off0], in6.v[ib + off1], in6.v[ib + off2]);
+        step_r4(&acc, win4(w6.v[wi]), win4(w6.v[wi + 8]), win4(w6.v[wi + 16]), win4(in6.v[ib + off0]), win4(in6.v[ib + off1]), win4(in6.v[ib + off2]));
         continuing { cl6++; break if cl6 >= p.count6; }
     }
     finish_r4(lane, cb, j, acc, true);

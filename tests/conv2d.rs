@@ -24,6 +24,7 @@ use cnnvis::ops::conv2d::{
 use cnnvis::ops::conv2d_winograd::with_winograd_chunk_limit;
 use cnnvis::ops::relu::ReluRule;
 use cnnvis::wgpu::DeviceType;
+use cnnvis::{GpuContext, Tensor};
 
 /// One convolution to test: input shape, output channels, kernel [kh, kw], config, bias.
 #[derive(Clone, Copy, Debug)]
@@ -2278,4 +2279,95 @@ fn relu_epilogue_case(case: &Case, rng: &mut Rng, seen: &mut BTreeSet<&'static s
         .expect_err("a ReLU output of another shape");
         assert!(e.to_string().contains("relu_y"), "{e}");
     }
+}
+
+/// The windows kernels (conv and dense) read their uniform windows as u64 pairs. On a host's
+/// device without `SHADER_INT64` they are not chosen, forcing them names the missing feature,
+/// and a conv still runs (another variant) and matches the reference. On lavapipe our own
+/// context must have the variants: the windows tests return early where they are missing, so
+/// a lost feature would otherwise go unnoticed.
+#[test]
+fn windows_kernels_need_shader_int64() {
+    let _serial = serial();
+    let own = ctx();
+    let lavapipe = own.adapter().backend == cnnvis::wgpu::Backend::Vulkan
+        && own.adapter().name.contains("llvmpipe");
+    if lavapipe {
+        assert!(
+            conv2d_windows_supported(own),
+            "lavapipe lost the windows variant: {:?}",
+            own.device().features()
+        );
+        assert!(cnnvis::ops::linear::linear_windows_supported(own));
+    }
+    let host = pollster::block_on(async {
+        let instance = cnnvis::wgpu::Instance::new(
+            cnnvis::wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
+        );
+        let adapter = instance
+            .request_adapter(&Default::default())
+            .await
+            .expect("adapter (install mesa-vulkan-drivers)");
+        let (device, queue) = adapter
+            .request_device(&cnnvis::wgpu::DeviceDescriptor {
+                label: Some("no int64"),
+                required_features: adapter.features() & cnnvis::wgpu::Features::SUBGROUP,
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .expect("device");
+        GpuContext::from_device(device, queue)
+    });
+    assert!(!conv2d_windows_supported(&host));
+    assert!(!cnnvis::ops::linear::linear_windows_supported(&host));
+    let case = Case {
+        name: "3x3 pad 1 without SHADER_INT64",
+        x: [1, 8, 6, 6],
+        cout: 8,
+        k: [3, 3],
+        cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+        bias: false,
+    };
+    let mut rng = Rng::new(77);
+    let (xs, ws) = (rng.vec(8 * 36, -1.0, 1.0), rng.vec(8 * 8 * 9, -0.5, 0.5));
+    let x = Tensor::from_slice(&host, &case.x, &xs).unwrap();
+    let w = Tensor::from_slice(&host, &case.w(), &ws).unwrap();
+    let y = Tensor::empty(&host, &case.y(), cnnvis::gpu::DType::F32).unwrap();
+    let e = conv2d_forward_variant(&host, Conv2dVariant::Windows, &y, &x, &w, None, &case.cfg)
+        .expect_err("windows without SHADER_INT64");
+    assert!(e.to_string().contains("SHADER_INT64"), "{e}");
+    let (xd, wd) = (
+        Tensor::from_slice(&host, &[1, 64], &[0.5; 64]).unwrap(),
+        Tensor::from_slice(&host, &[64, 64], &[0.25; 64 * 64]).unwrap(),
+    );
+    let yd = Tensor::empty(&host, &[1, 64], cnnvis::gpu::DType::F32).unwrap();
+    let e = cnnvis::ops::linear::linear_forward_variant(
+        &host,
+        cnnvis::ops::linear::LinearVariant::Windows,
+        &yd,
+        &xd,
+        &wd,
+        None,
+    )
+    .expect_err("dense windows without SHADER_INT64");
+    assert!(e.to_string().contains("SHADER_INT64"), "{e}");
+    if std::env::var_os("CNNVIS_CONV_VARIANT").is_some() {
+        return;
+    }
+    let d = conv2d_forward(&host, &y, &x, &w, None, &case.cfg).unwrap();
+    assert_ne!(
+        Conv2dVariant::of_kernel(d.kernel()),
+        Some(Conv2dVariant::Windows)
+    );
+    host.run(&[&d]).unwrap();
+    host.wait().unwrap();
+    let want = forward_ref(&case, &xs, &ws, None);
+    assert_close(
+        case.name,
+        &y.download(&host).unwrap(),
+        &want,
+        atol(8 * 9),
+        1e-5,
+    );
 }

@@ -60,8 +60,16 @@ struct DenseParams {
     _p2: i32,
 }
 
+// Windows are read as vec2<u64> and turned back into vec4<f32> bit for bit (see
+// conv1x1_windows.wgsl): lavapipe gathers two 64-bit components for less than four 32-bit ones.
+// Needs SHADER_INT64.
 struct Window {
-    v: array<vec4<f32>, 4096>,
+    v: array<vec2<u64>, 4096>,
+}
+
+fn win4(x: vec2<u64>) -> vec4<f32> {
+    return vec4<f32>(bitcast<f32>(u32(x.x & 0xfffffffflu)), bitcast<f32>(u32(x.x >> 32u)),
+                     bitcast<f32>(u32(x.y & 0xfffffffflu)), bitcast<f32>(u32(x.y >> 32u)));
 }
 
 @group(0) @binding(0) var<uniform> p: DenseParams;
@@ -140,10 +148,10 @@ def main_fn(nc, add):
         out.append("    loop {")
         out.append(f"        let sb = {k} * p.cw / 4 + i{k} * 8 + lane;")
         for n in range(nc):
-            out.append(f"        let x{n} = sw.v[{n} * per_image + sb];")
+            out.append(f"        let x{n} = win4(sw.v[{n} * per_image + sb]);")
         out.append(f"        let vb = wb + i{k} * 64;")
         for e in range(LANES):
-            out.append(f"        let v{e} = w{k}.v[vb + {e * 8}];")
+            out.append(f"        let v{e} = win4(w{k}.v[vb + {e * 8}]);")
             for n in range(nc):
                 out.append(f"        a{n} = a{n} + dot(v{e}, vec4<f32>(subgroupBroadcast(x{n}.x, {e}u), "
                            f"subgroupBroadcast(x{n}.y, {e}u), subgroupBroadcast(x{n}.z, {e}u), "

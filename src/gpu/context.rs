@@ -162,8 +162,10 @@ impl GpuContext {
             wgpu::Features::empty()
         };
         // Subgroup operations, where the adapter has them: the conv kernels for CPU drivers
-        // share loaded values across lanes with subgroupBroadcast.
-        required_features |= adapter.features() & wgpu::Features::SUBGROUP;
+        // share loaded values across lanes with subgroupBroadcast, and read their uniform
+        // windows as 64-bit integers.
+        required_features |=
+            adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64);
         // The adapter's own limits, not WebGPU's defaults: large tensors need the real
         // max_storage_buffer_binding_size and max_buffer_size.
         let limits = adapter.limits();

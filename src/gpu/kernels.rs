@@ -18,7 +18,7 @@ pub enum Shader {
     /// `conv2d.wgsl`: convolution forward, backward to input, weight and bias.
     Conv2d,
     /// `conv2d_windows.wgsl`: 3x3 convolution through uniform windows, for CPU drivers with
-    /// 8-lane subgroups (needs the `SUBGROUP` feature).
+    /// 8-lane subgroups (needs the `SUBGROUP` and `SHADER_INT64` features).
     Conv2dWindows,
     /// `conv1x1_windows.wgsl`: 1x1 convolution through uniform windows (as above).
     Conv1x1Windows,
@@ -36,7 +36,7 @@ pub enum Shader {
     /// `linear.wgsl`: dense layers.
     Linear,
     /// `linear_windows.wgsl`: dense layers through uniform windows, for CPU drivers with
-    /// 8-lane subgroups (needs the `SUBGROUP` feature).
+    /// 8-lane subgroups (needs the `SUBGROUP` and `SHADER_INT64` features).
     LinearWindows,
     /// `elementwise.wgsl`: residual add, scale/add/clamp, batch-norm affine.
     Elementwise,
@@ -140,7 +140,7 @@ impl Shader {
     pub fn required_features(self) -> wgpu::Features {
         match self {
             Shader::Conv2dWindows | Shader::Conv1x1Windows | Shader::LinearWindows => {
-                wgpu::Features::SUBGROUP
+                wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64
             }
             _ => wgpu::Features::empty(),
         }
@@ -276,14 +276,14 @@ pub fn validate_shader(shader: Shader) -> Result<()> {
         file,
         message: e.emit_to_string_with_path(&source, &path),
     })?;
-    let capabilities = if shader
-        .required_features()
-        .contains(wgpu::Features::SUBGROUP)
-    {
-        naga::valid::Capabilities::SUBGROUP
-    } else {
-        naga::valid::Capabilities::empty()
-    };
+    let features = shader.required_features();
+    let mut capabilities = naga::valid::Capabilities::empty();
+    if features.contains(wgpu::Features::SUBGROUP) {
+        capabilities |= naga::valid::Capabilities::SUBGROUP;
+    }
+    if features.contains(wgpu::Features::SHADER_INT64) {
+        capabilities |= naga::valid::Capabilities::SHADER_INT64;
+    }
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
         .validate(&module)
         .map_err(|e| GpuError::Shader {

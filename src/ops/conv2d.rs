@@ -742,7 +742,7 @@ pub enum Conv2dPass {
 }
 
 /// Whether `ctx` can run [`Conv2dVariant::Windows`] at all (fixed 8-lane subgroups with the
-/// `SUBGROUP` feature, 15 uniform bindings of 64 KiB); where it can, the shape rules of
+/// `SUBGROUP` feature, `SHADER_INT64`, 15 uniform bindings of 64 KiB); where it can, the shape rules of
 /// [`conv2d_variant_threads`] decide.
 pub fn conv2d_windows_supported(ctx: &GpuContext) -> bool {
     windows::supported(ctx)
@@ -1030,8 +1030,9 @@ fn pick_variant(
                 )
             } else {
                 format!(
-                    "the windows variant needs fixed 8-lane subgroups with the SUBGROUP feature \
-                     and 15 uniform bindings of 64 KiB; adapter {} has subgroup sizes {:?}",
+                    "the windows variant needs fixed 8-lane subgroups with the SUBGROUP feature, \
+                     the SHADER_INT64 feature and 15 uniform bindings of 64 KiB; adapter {} has \
+                     subgroup sizes {:?}",
                     ctx.adapter(),
                     ctx.adapter().subgroup_sizes
                 )

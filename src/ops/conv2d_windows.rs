@@ -170,10 +170,14 @@ const _: () = assert!(std::mem::size_of::<WinParams>() == 208);
 /// Source windows one uniform-packing launch binds (all 14 window bindings).
 const SOURCE_WINDOWS: usize = 2 * WINDOWS;
 
-/// Whether the context can run this variant: fixed 8-lane subgroups with subgroup operations
-/// enabled, and 15 uniform bindings of 64 KiB at 64 KiB-aligned offsets.
+/// Whether the context can run this variant (and the 1x1 one): fixed 8-lane subgroups with
+/// subgroup operations enabled, 64-bit integers in shaders (the windows are read as u64
+/// pairs), and 15 uniform bindings of 64 KiB at 64 KiB-aligned offsets.
 pub(crate) fn supported(ctx: &GpuContext) -> bool {
-    windows::supported(ctx, UNIFORM_BINDINGS, WINDOW_BYTES)
+    ctx.device()
+        .features()
+        .contains(wgpu::Features::SHADER_INT64)
+        && windows::supported(ctx, UNIFORM_BINDINGS, WINDOW_BYTES)
 }
 
 /// Geometry of one windowed correlation: source [n, cs, hs, ws] to target [n, ct, ht, wt].

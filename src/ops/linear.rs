@@ -41,8 +41,9 @@ fn pick(
         Some(LinearVariant::Windows) if !ok => Err(Error::shape(
             op,
             format!(
-                "the windows variant needs fixed 8-lane subgroups with the SUBGROUP feature and \
-                 14 uniform bindings of 64 KiB; adapter {} has subgroup sizes {:?}",
+                "the windows variant needs fixed 8-lane subgroups with the SUBGROUP feature, the \
+                 SHADER_INT64 feature and 14 uniform bindings of 64 KiB; adapter {} has \
+                 subgroup sizes {:?}",
                 ctx.adapter(),
                 ctx.adapter().subgroup_sizes
             ),
