@@ -190,8 +190,7 @@ fn chained_dispatches_run_in_order() {
 #[test]
 fn a_host_owned_device_can_be_wrapped() {
     // what a graphics app does: its own instance, adapter and device
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance = wgpu::Instance::new(cnnvis::gpu::instance_descriptor());
     let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
         .expect("adapter (install mesa-vulkan-drivers on a machine without a GPU)");
     let (device, queue) =

@@ -2301,9 +2301,7 @@ fn windows_kernels_need_shader_int64() {
         assert!(cnnvis::ops::linear::linear_windows_supported(own));
     }
     let host = pollster::block_on(async {
-        let instance = cnnvis::wgpu::Instance::new(
-            cnnvis::wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
-        );
+        let instance = cnnvis::wgpu::Instance::new(cnnvis::gpu::instance_descriptor());
         let adapter = instance
             .request_adapter(&Default::default())
             .await

@@ -380,8 +380,7 @@ fn graph_json_defaults_follow_pytorch() {
 /// A device whose storage bindings hold at most `limit` bytes, as on many smaller GPUs.
 fn small_binding_context(limit: u64) -> GpuContext {
     pollster::block_on(async {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(cnnvis::gpu::instance_descriptor());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions::default())
             .await

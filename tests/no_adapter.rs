@@ -1,7 +1,7 @@
 //! With no usable adapter, opening a context is a typed error whose message names the fix.
 //! (Its own test binary: it changes process-wide environment variables.)
 
-use cnnvis::{Error, GpuContext, GpuError};
+use cnnvis::{wgpu, Error, GpuContext, GpuError};
 
 #[test]
 fn missing_adapter_is_an_error_that_names_the_fix() {
@@ -21,6 +21,28 @@ fn missing_adapter_is_an_error_that_names_the_fix() {
         "{e}"
     );
     std::env::remove_var("WGPU_BACKEND");
+
+    // Hiding every Vulkan driver from the loader must not fall back to OpenGL (which Mesa
+    // provides through EGL on the same machines): that is no adapter, with the fix named.
+    std::env::set_var("VK_ICD_FILENAMES", "/nonexistent/icd.json");
+    std::env::set_var("VK_DRIVER_FILES", "/nonexistent/icd.json");
+    let got = GpuContext::new();
+    std::env::remove_var("VK_ICD_FILENAMES");
+    std::env::remove_var("VK_DRIVER_FILES");
+    match got {
+        Err(e) => {
+            assert!(matches!(e, Error::Gpu(GpuError::NoAdapter { .. })), "{e}");
+            assert!(e.to_string().contains("mesa-vulkan-drivers"), "{e}");
+        }
+        Ok(c) => assert!(
+            matches!(
+                c.adapter().backend,
+                wgpu::Backend::Metal | wgpu::Backend::Dx12
+            ),
+            "without a Vulkan driver the context opened {:?}",
+            c.adapter()
+        ),
+    }
 
     // A name that matches nothing lists what does exist instead of panicking as
     // wgpu::util::initialize_adapter_from_env would.

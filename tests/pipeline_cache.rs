@@ -13,8 +13,7 @@ use cnnvis::{wgpu, Tensor};
 /// the context (which only requests the feature when it wants it).
 fn adapter_offers_pipeline_cache(ctx: &GpuContext) -> bool {
     let info = ctx.device().adapter_info();
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance = wgpu::Instance::new(cnnvis::gpu::instance_descriptor());
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     let same = adapters.into_iter().find(|a| {
         let i = a.get_info();

@@ -148,8 +148,7 @@ impl GpuContext {
     /// Async form of [`GpuContext::new`].
     pub async fn new_async() -> Result<Self> {
         let requested = Instant::now();
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(instance_descriptor());
         let adapter = select_adapter(&instance).await?;
         let full_info = adapter.get_info();
         let info: AdapterSummary = full_info.clone().into();
@@ -559,9 +558,23 @@ impl Drop for GpuContext {
     }
 }
 
+/// The instance [`GpuContext::new`] opens: Vulkan, Metal or DX12 unless `WGPU_BACKEND` names
+/// others. Without a Vulkan driver wgpu would fall back to OpenGL (Mesa's llvmpipe through
+/// EGL), whose context lock times out when several threads use one device (in the test suite:
+/// a panic, then an abort); a missing driver must read as [`GpuError::NoAdapter`], which names
+/// the fix.
+pub fn instance_descriptor() -> wgpu::InstanceDescriptor {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if wgpu::Backends::from_env().is_none() {
+        desc.backends = wgpu::Backends::PRIMARY;
+    }
+    desc
+}
+
 async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
     if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
         let wanted_lc = wanted.to_lowercase();
+        // The instance holds only the backends instance_descriptor chose.
         let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
         let mut names = Vec::new();
         for adapter in adapters {

@@ -7,7 +7,7 @@ pub mod kernels;
 pub mod pipeline_cache;
 pub mod tensor;
 
-pub use context::{AdapterSummary, GpuContext, ReadbackTimes, StartupTimes};
+pub use context::{instance_descriptor, AdapterSummary, GpuContext, ReadbackTimes, StartupTimes};
 pub use dispatch::{grid_for, Binding, Dispatch, Launch, WG};
 pub use kernels::{all_kernels, validate_shader, Kernel, Shader};
 pub use tensor::{BufferPool, DType, Tensor};
