@@ -8,7 +8,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 
-use cnnvis::gpu::Dispatch;
+use cnnvis::gpu::{Dispatch, Shader};
 use cnnvis::ops::conv2d::{
     conv2d_autotune_candidates, conv2d_autotune_choices, conv2d_backward_input,
     conv2d_backward_input_variant, conv2d_backward_weight, conv2d_flops, conv2d_forward,
@@ -1764,7 +1764,8 @@ fn fd_forced_variants(case: &Case, seed: u64, variants: &[Conv2dVariant]) {
 
 /// Strided 3x3 convs on the window adapters run as a column matrix and a 1x1 product; the
 /// 3x3 kernel at stride 1 (s^2 the work) remains the fallback where the columns do not fit.
-/// Both against the CPU references and (stride 2) finite differences.
+/// So do backward passes to fewer than 8 channels (an RGB model's first conv), at stride 1.
+/// Both paths against the CPU references and (stride 2) finite differences.
 #[test]
 fn conv2d_windows_strided_3x3_both_paths_match_reference() {
     let _serial = serial();
@@ -1788,6 +1789,22 @@ fn conv2d_windows_strided_3x3_both_paths_match_reference() {
             cout: 9,
             k: [3, 3],
             cfg: cfg([3, 3], [2, 2], [1, 1], 1),
+            bias: false,
+        },
+        Case {
+            name: "3x3 stride 1 pad 1 from 3 channels, N=2 (backward to 3 channels)",
+            x: [2, 3, 10, 9],
+            cout: 16,
+            k: [3, 3],
+            cfg: cfg([1, 1], [1, 1], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "3x3 stride 1 pad 0 from 7 channels",
+            x: [1, 7, 8, 11],
+            cout: 5,
+            k: [3, 3],
+            cfg: cfg([1, 1], [0, 0], [1, 1], 1),
             bias: false,
         },
     ];
@@ -1819,6 +1836,22 @@ fn conv2d_windows_strided_3x3_both_paths_match_reference() {
                 let windows = Some(Conv2dVariant::Windows);
                 assert_eq!(Conv2dVariant::of_kernel(d.kernel()), windows, "{name}");
             }
+            // The column route's product is the 1x1 kernel; the 3x3 kernel's file otherwise.
+            let strided = case.cfg.stride != [1, 1];
+            let shader = |on_columns: bool| {
+                if on_columns {
+                    Shader::Conv1x1Windows
+                } else {
+                    Shader::Conv2dWindows
+                }
+            };
+            assert_eq!(fwd.kernel().shader, shader(cols && strided), "{name}");
+            let few = case.x[1] < 8;
+            assert_eq!(
+                bwd.kernel().shader,
+                shader(cols && (strided || few)),
+                "{name}"
+            );
             // The column path's chains start with im2col (forward) or end with col2im.
             let entries = format!("{fwd:?} {bwd:?}");
             assert_eq!(entries.contains("conv1x1"), cols, "{name}: {entries}");
