@@ -373,6 +373,15 @@ fn max_cases() -> Vec<([usize; 4], MaxPool2dConfig)> {
             [3, 2, 11, 13],
             k([2, 3]).with_stride([3, 2]).with_ceil_mode(true),
         ),
+        // ResNet's pool (the _3x3s2 backward): even and odd sizes
+        (
+            [2, 3, 8, 10],
+            k([3, 3]).with_stride([2, 2]).with_padding([1, 1]),
+        ),
+        (
+            [1, 2, 9, 7],
+            k([3, 3]).with_stride([2, 2]).with_padding([1, 1]),
+        ),
         ([1, 1, 1, 1], k([1, 1])),
         // kernel larger than the input: only ceil mode accepts it (output 1x1)
         ([1, 2, 3, 3], k([5, 5]).with_ceil_mode(true)),
@@ -588,7 +597,8 @@ fn maxpool2d_backward_matches_cpu_reference() {
 
 /// The max backward through the ReLU before the pool (`maxpool2d_backward_relu`): the pool's
 /// gradient, then the ReLU's rule gated by its input (0 shuts the gate), for every rule, with
-/// and without accumulation, on both kernels (overlapping windows and VGG's 2x2).
+/// and without accumulation, on every backward kernel (overlapping windows, VGG's 2x2, ResNet's 3x3
+/// stride 2).
 #[test]
 fn maxpool2d_backward_through_a_relu_matches_cpu_reference() {
     let mut rng = Rng::new(16);
@@ -665,6 +675,38 @@ fn maxpool2d_2x2_matches_cpu_reference_on_large_tensors() {
             &want,
             0.0,
             0.0,
+        );
+    }
+}
+
+/// ResNet's pool (3x3, stride 2, padding 1) at its real size, forward and backward: the
+/// backward's `_3x3s2` kernel, one thread per 2x2 input block, sums in the generic order.
+#[test]
+fn maxpool2d_3x3s2_matches_cpu_reference_at_resnet_size() {
+    let mut rng = Rng::new(17);
+    let cfg = MaxPool2dConfig::new([3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1]);
+    for shape in [[1, 64, 112, 112], [2, 5, 57, 31]] {
+        let xs = tie_heavy(&mut rng, numel(&shape));
+        let (y, am) = gpu_maxpool(shape, &xs, &cfg);
+        let (y_ref, am_ref) = maxpool_ref(&xs, shape, &cfg);
+        assert_same(&format!("maxpool y {shape:?}"), &y, &y_ref);
+        assert_eq!(am, am_ref, "maxpool argmax {shape:?}");
+        let out = max_out_shape(shape, &cfg);
+        let dys = rng.vec(numel(&out), -1.0, 1.0);
+        let am = Tensor::from_u32(ctx(), &out, &am_ref).unwrap();
+        let dx = poisoned(&shape);
+        let d = maxpool2d_backward(ctx(), &dx, &upload(&out, &dys), &am, &cfg, false).unwrap();
+        assert_eq!(d.kernel().entry, "maxpool2d_backward_3x3s2");
+        run(&[&d]);
+        let want = maxpool_backward_ref(&dys, &am_ref, shape, out);
+        assert_close(
+            &format!("maxpool backward {shape:?}"),
+            &download(&dx),
+            &want,
+            1e-6,
+            1e-6,
         );
     }
 }

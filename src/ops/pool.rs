@@ -11,6 +11,7 @@ const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "maxpool2d_forward");
 const MAX_BACKWARD: Kernel = Kernel::new(Shader::Pool, "maxpool2d_backward");
 const MAX_FORWARD_2X2: Kernel = Kernel::new(Shader::Pool, "maxpool2d_forward_2x2");
 const MAX_BACKWARD_2X2: Kernel = Kernel::new(Shader::Pool, "maxpool2d_backward_2x2");
+const MAX_BACKWARD_3X3S2: Kernel = Kernel::new(Shader::Pool, "maxpool2d_backward_3x3s2");
 const AVG_FORWARD: Kernel = Kernel::new(Shader::Pool, "avgpool2d_forward");
 const AVG_BACKWARD: Kernel = Kernel::new(Shader::Pool, "avgpool2d_backward");
 const ADAPTIVE_FORWARD: Kernel = Kernel::new(Shader::Pool, "adaptive_avgpool2d_forward");
@@ -26,6 +27,7 @@ pub const KERNELS: &[Kernel] = &[
     MAX_BACKWARD,
     MAX_FORWARD_2X2,
     MAX_BACKWARD_2X2,
+    MAX_BACKWARD_3X3S2,
     AVG_FORWARD,
     AVG_BACKWARD,
     ADAPTIVE_FORWARD,
@@ -396,6 +398,17 @@ fn tiles_2x2(input: [usize; 4], out: [usize; 4], cfg: &MaxPool2dConfig) -> bool 
         && input[3] == 2 * out[3]
 }
 
+/// Whether `cfg` is ResNet's pool (3x3, stride 2, padding 1, no dilation) with every input
+/// cell in the 2x2 block of an output: the `_3x3s2` backward, one thread per output, applies.
+fn blocks_3x3s2(input: [usize; 4], out: [usize; 4], cfg: &MaxPool2dConfig) -> bool {
+    cfg.kernel == [3, 3]
+        && cfg.stride == [2, 2]
+        && cfg.padding == [1, 1]
+        && cfg.dilation == [1, 1]
+        && input[2] <= 2 * out[2]
+        && input[3] <= 2 * out[3]
+}
+
 /// Gradient of a max pool to its input: each `dy` goes to the cell its window's `argmax`
 /// names (summed where windows share a cell). `dx` has the forward input's shape; with
 /// `accumulate` the result is added to `dx`.
@@ -470,6 +483,15 @@ fn max_backward(
         params.n = to_u32(OP, "outputs", dy.numel())?;
         return ctx.dispatch(
             MAX_BACKWARD_2X2,
+            &params,
+            &bindings,
+            ctx.grid_1d(dy.numel())?,
+        );
+    }
+    if blocks_3x3s2(shape4(dx), out, cfg) {
+        params.n = to_u32(OP, "outputs", dy.numel())?;
+        return ctx.dispatch(
+            MAX_BACKWARD_3X3S2,
             &params,
             &bindings,
             ctx.grid_1d(dy.numel())?,
