@@ -299,3 +299,70 @@ fn relus_between_convs_run_inside_the_convs() {
         "a pass ending at the ReLU keeps it"
     );
 }
+
+/// A residual add hands its gradient on in the same buffer to each input it is the only
+/// consumer of (the main branch, a downsampling shortcut): no copy runs for those, and their
+/// gradients are the add's. A block's own input also feeds its first conv, so it still gets a
+/// copy (that is where the two paths sum). The input gradient itself is checked against
+/// finite differences above.
+#[test]
+fn residual_adds_pass_their_gradient_on_without_copies() {
+    let ctx = common::ctx();
+    let (model, x, shape) = load("resnet18");
+    let fwd = model.forward_plan(ctx, shape).expect("plan");
+    fwd.input().write(ctx, &x).expect("input");
+    let bwd = model
+        .backward_plan(ctx, &fwd, model.output_layer(), None, ReluRule::Standard)
+        .expect("backward plan");
+    let seed = Rng::new(5).vec(fwd.output().numel(), -1.0, 1.0);
+    bwd.seed().write(ctx, &seed).expect("seed");
+    let mut all = fwd.dispatches();
+    all.extend(bwd.dispatches());
+    ctx.run(&all).expect("run");
+    let read = |name: &str| {
+        bwd.grad(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .download(ctx)
+            .expect("download")
+    };
+    let names = |l: &cnnvis::model::LayerInfo| {
+        let mut all = vec![l.name.clone()];
+        all.extend(l.aliases.iter().cloned());
+        all
+    };
+    let layers = model.layers();
+    let adds: Vec<String> = layers
+        .iter()
+        .filter(|l| l.kind == "add")
+        .map(|l| l.name.clone())
+        .collect();
+    assert_eq!(adds.len(), 8, "resnet18 has 8 residual blocks");
+    let mut downsampled = 0;
+    for add in &adds {
+        let block = add
+            .strip_suffix(".add")
+            .expect("blocks name their add BLOCK.add");
+        let g = read(add);
+        assert!(g.iter().any(|v| *v != 0.0), "{add}");
+        assert_eq!(
+            read(&format!("{block}.bn2")),
+            g,
+            "the main branch has {add}'s gradient"
+        );
+        let shortcut = format!("{block}.downsample.1");
+        if layers.iter().any(|l| names(l).contains(&shortcut)) {
+            downsampled += 1;
+            assert_eq!(read(&shortcut), g, "the shortcut has {add}'s gradient");
+        }
+    }
+    assert_eq!(
+        downsampled, 3,
+        "layer2-4 start with a downsampling shortcut"
+    );
+    let copies = bwd
+        .dispatches()
+        .iter()
+        .filter(|d| d.kernel().entry.starts_with("add_backward"))
+        .count();
+    assert_eq!(copies, adds.len() - downsampled, "one copy per block input");
+}

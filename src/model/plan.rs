@@ -235,16 +235,21 @@ impl Model {
         for &(j, _) in fused.iter().flatten() {
             folded[j] = true;
         }
-        // A flatten or identity (dropout) node that is its input's only consumer passes its
-        // gradient on unchanged: the input's gradient is the same buffer, and no copy runs.
+        // A flatten, identity (dropout) or add node that is an input's only consumer passes its
+        // gradient on unchanged: the input's gradient is the same buffer, and no copy runs
+        // (for ResNet's residual adds, the main branch and a downsampling shortcut: on
+        // lavapipe each copy is a pass of per-lane stores).
         let consumers = self.path_consumers(&on_path, from_node);
         let mut shared_with: Vec<Option<usize>> = vec![None; n];
         for (i, node) in self.nodes.iter().enumerate().take(from_node + 1) {
-            if let (NodeOp::Flatten | NodeOp::Identity, [Src::Node(j)]) =
-                (&node.op, node.inputs.as_slice())
-            {
-                if on_path(i) && consumers[*j] == 1 && (on_path(*j) || to_src == Src::Node(*j)) {
-                    shared_with[*j] = Some(i);
+            if !matches!(node.op, NodeOp::Flatten | NodeOp::Identity | NodeOp::Add) || !on_path(i) {
+                continue;
+            }
+            for src in &node.inputs {
+                if let Src::Node(j) = *src {
+                    if consumers[j] == 1 && (on_path(j) || to_src == Src::Node(j)) {
+                        shared_with[j] = Some(i);
+                    }
                 }
             }
         }
@@ -279,6 +284,9 @@ impl Model {
                 .as_ref()
                 .expect("every node on the path has a gradient");
             for src in &node.inputs {
+                if matches!(*src, Src::Node(j) if shared_with[j] == Some(i)) {
+                    continue;
+                }
                 // Through a ReLU folded into this node: on to the ReLU's input.
                 let (src, relu_x) = match fused[i] {
                     Some((_, k)) => (k, Some(forward.source(k))),
