@@ -9,11 +9,12 @@
 //   * input window k of (image n, band b): source channels k*ck .. k*ck+ck-1 (ck a multiple of
 //     4) of target pixels b*pb .. b*pb+pb-1, as [channel / 4][pixel][4 channels];
 //   * weight window k of group g: [block j of 8 target channels][channel / 4][lane][4].
-// A workgroup is one subgroup: lane l owns the 2 target channels g*gsize + 8*(2*wg.y + h) + l
-// (h < 2) at the 16 target pixels b*pb + 16*wg.x ..; per 4 source channels it gathers 2
+// A workgroup is one subgroup: lane l owns the 4 target channels g*gsize + 8*(4*wg.y + h) + l
+// (h < 4) at the 16 target pixels b*pb + 16*wg.x ..; per 4 source channels it gathers 4
 // weight vec4 and 2 input vec4 (pixels lane, 8 + lane), then makes 64 broadcasts and
-// 128 FMAs into 32 accumulators. (2 x 16 spends fewer gathers and broadcasts per FMA than
-// 1 x 24, while 3 x 8 wasted a third of the lanes on groups of 32 channels.)
+// 256 FMAs into 64 accumulators. (4 x 16 spends fewer gathers and broadcasts per FMA than
+// 2 x 16 (ResNet50 end to end 0.87-0.92x on an AVX-512 VM) or 1 x 24, while 3 x 8 wasted a third
+// of the lanes on groups of 32 channels.)
 // Entry points conv1x1_windows_k<m>[_acc] bind m window pairs (_acc adds into t); the
 // conv1x1_windows_v4_ ones store 4 pixels at a time (p.vec4_px = 1).
 // Packing the source: conv1x1_windows_pack (any stride), _pack4 (stride 1, planes of a
@@ -433,109 +434,141 @@ fn put_packed(c: i32, b: i32, e: i32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32
 
 // acc[h*16 + q] += w_h.c * x(pixel q, channel c) for the 4 channels c of this step;
 // pixel q's vec4 sits in lane q % 8 of g(q / 8).
-fn step(acc: ptr<function, array<f32, 32>>, w0: vec4<f32>, w1: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>) {
+fn step(acc: ptr<function, array<f32, 64>>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>) {
     let x0x = subgroupBroadcast(g0.x, 0u);
     let x0y = subgroupBroadcast(g0.y, 0u);
     let x0z = subgroupBroadcast(g0.z, 0u);
     let x0w = subgroupBroadcast(g0.w, 0u);
     (*acc)[0] = fma(w0.w, x0w, fma(w0.z, x0z, fma(w0.y, x0y, fma(w0.x, x0x, (*acc)[0]))));
     (*acc)[16] = fma(w1.w, x0w, fma(w1.z, x0z, fma(w1.y, x0y, fma(w1.x, x0x, (*acc)[16]))));
+    (*acc)[32] = fma(w2.w, x0w, fma(w2.z, x0z, fma(w2.y, x0y, fma(w2.x, x0x, (*acc)[32]))));
+    (*acc)[48] = fma(w3.w, x0w, fma(w3.z, x0z, fma(w3.y, x0y, fma(w3.x, x0x, (*acc)[48]))));
     let x1x = subgroupBroadcast(g0.x, 1u);
     let x1y = subgroupBroadcast(g0.y, 1u);
     let x1z = subgroupBroadcast(g0.z, 1u);
     let x1w = subgroupBroadcast(g0.w, 1u);
     (*acc)[1] = fma(w0.w, x1w, fma(w0.z, x1z, fma(w0.y, x1y, fma(w0.x, x1x, (*acc)[1]))));
     (*acc)[17] = fma(w1.w, x1w, fma(w1.z, x1z, fma(w1.y, x1y, fma(w1.x, x1x, (*acc)[17]))));
+    (*acc)[33] = fma(w2.w, x1w, fma(w2.z, x1z, fma(w2.y, x1y, fma(w2.x, x1x, (*acc)[33]))));
+    (*acc)[49] = fma(w3.w, x1w, fma(w3.z, x1z, fma(w3.y, x1y, fma(w3.x, x1x, (*acc)[49]))));
     let x2x = subgroupBroadcast(g0.x, 2u);
     let x2y = subgroupBroadcast(g0.y, 2u);
     let x2z = subgroupBroadcast(g0.z, 2u);
     let x2w = subgroupBroadcast(g0.w, 2u);
     (*acc)[2] = fma(w0.w, x2w, fma(w0.z, x2z, fma(w0.y, x2y, fma(w0.x, x2x, (*acc)[2]))));
     (*acc)[18] = fma(w1.w, x2w, fma(w1.z, x2z, fma(w1.y, x2y, fma(w1.x, x2x, (*acc)[18]))));
+    (*acc)[34] = fma(w2.w, x2w, fma(w2.z, x2z, fma(w2.y, x2y, fma(w2.x, x2x, (*acc)[34]))));
+    (*acc)[50] = fma(w3.w, x2w, fma(w3.z, x2z, fma(w3.y, x2y, fma(w3.x, x2x, (*acc)[50]))));
     let x3x = subgroupBroadcast(g0.x, 3u);
     let x3y = subgroupBroadcast(g0.y, 3u);
     let x3z = subgroupBroadcast(g0.z, 3u);
     let x3w = subgroupBroadcast(g0.w, 3u);
     (*acc)[3] = fma(w0.w, x3w, fma(w0.z, x3z, fma(w0.y, x3y, fma(w0.x, x3x, (*acc)[3]))));
     (*acc)[19] = fma(w1.w, x3w, fma(w1.z, x3z, fma(w1.y, x3y, fma(w1.x, x3x, (*acc)[19]))));
+    (*acc)[35] = fma(w2.w, x3w, fma(w2.z, x3z, fma(w2.y, x3y, fma(w2.x, x3x, (*acc)[35]))));
+    (*acc)[51] = fma(w3.w, x3w, fma(w3.z, x3z, fma(w3.y, x3y, fma(w3.x, x3x, (*acc)[51]))));
     let x4x = subgroupBroadcast(g0.x, 4u);
     let x4y = subgroupBroadcast(g0.y, 4u);
     let x4z = subgroupBroadcast(g0.z, 4u);
     let x4w = subgroupBroadcast(g0.w, 4u);
     (*acc)[4] = fma(w0.w, x4w, fma(w0.z, x4z, fma(w0.y, x4y, fma(w0.x, x4x, (*acc)[4]))));
     (*acc)[20] = fma(w1.w, x4w, fma(w1.z, x4z, fma(w1.y, x4y, fma(w1.x, x4x, (*acc)[20]))));
+    (*acc)[36] = fma(w2.w, x4w, fma(w2.z, x4z, fma(w2.y, x4y, fma(w2.x, x4x, (*acc)[36]))));
+    (*acc)[52] = fma(w3.w, x4w, fma(w3.z, x4z, fma(w3.y, x4y, fma(w3.x, x4x, (*acc)[52]))));
     let x5x = subgroupBroadcast(g0.x, 5u);
     let x5y = subgroupBroadcast(g0.y, 5u);
     let x5z = subgroupBroadcast(g0.z, 5u);
     let x5w = subgroupBroadcast(g0.w, 5u);
     (*acc)[5] = fma(w0.w, x5w, fma(w0.z, x5z, fma(w0.y, x5y, fma(w0.x, x5x, (*acc)[5]))));
     (*acc)[21] = fma(w1.w, x5w, fma(w1.z, x5z, fma(w1.y, x5y, fma(w1.x, x5x, (*acc)[21]))));
+    (*acc)[37] = fma(w2.w, x5w, fma(w2.z, x5z, fma(w2.y, x5y, fma(w2.x, x5x, (*acc)[37]))));
+    (*acc)[53] = fma(w3.w, x5w, fma(w3.z, x5z, fma(w3.y, x5y, fma(w3.x, x5x, (*acc)[53]))));
     let x6x = subgroupBroadcast(g0.x, 6u);
     let x6y = subgroupBroadcast(g0.y, 6u);
     let x6z = subgroupBroadcast(g0.z, 6u);
     let x6w = subgroupBroadcast(g0.w, 6u);
     (*acc)[6] = fma(w0.w, x6w, fma(w0.z, x6z, fma(w0.y, x6y, fma(w0.x, x6x, (*acc)[6]))));
     (*acc)[22] = fma(w1.w, x6w, fma(w1.z, x6z, fma(w1.y, x6y, fma(w1.x, x6x, (*acc)[22]))));
+    (*acc)[38] = fma(w2.w, x6w, fma(w2.z, x6z, fma(w2.y, x6y, fma(w2.x, x6x, (*acc)[38]))));
+    (*acc)[54] = fma(w3.w, x6w, fma(w3.z, x6z, fma(w3.y, x6y, fma(w3.x, x6x, (*acc)[54]))));
     let x7x = subgroupBroadcast(g0.x, 7u);
     let x7y = subgroupBroadcast(g0.y, 7u);
     let x7z = subgroupBroadcast(g0.z, 7u);
     let x7w = subgroupBroadcast(g0.w, 7u);
     (*acc)[7] = fma(w0.w, x7w, fma(w0.z, x7z, fma(w0.y, x7y, fma(w0.x, x7x, (*acc)[7]))));
     (*acc)[23] = fma(w1.w, x7w, fma(w1.z, x7z, fma(w1.y, x7y, fma(w1.x, x7x, (*acc)[23]))));
+    (*acc)[39] = fma(w2.w, x7w, fma(w2.z, x7z, fma(w2.y, x7y, fma(w2.x, x7x, (*acc)[39]))));
+    (*acc)[55] = fma(w3.w, x7w, fma(w3.z, x7z, fma(w3.y, x7y, fma(w3.x, x7x, (*acc)[55]))));
     let x8x = subgroupBroadcast(g1.x, 0u);
     let x8y = subgroupBroadcast(g1.y, 0u);
     let x8z = subgroupBroadcast(g1.z, 0u);
     let x8w = subgroupBroadcast(g1.w, 0u);
     (*acc)[8] = fma(w0.w, x8w, fma(w0.z, x8z, fma(w0.y, x8y, fma(w0.x, x8x, (*acc)[8]))));
     (*acc)[24] = fma(w1.w, x8w, fma(w1.z, x8z, fma(w1.y, x8y, fma(w1.x, x8x, (*acc)[24]))));
+    (*acc)[40] = fma(w2.w, x8w, fma(w2.z, x8z, fma(w2.y, x8y, fma(w2.x, x8x, (*acc)[40]))));
+    (*acc)[56] = fma(w3.w, x8w, fma(w3.z, x8z, fma(w3.y, x8y, fma(w3.x, x8x, (*acc)[56]))));
     let x9x = subgroupBroadcast(g1.x, 1u);
     let x9y = subgroupBroadcast(g1.y, 1u);
     let x9z = subgroupBroadcast(g1.z, 1u);
     let x9w = subgroupBroadcast(g1.w, 1u);
     (*acc)[9] = fma(w0.w, x9w, fma(w0.z, x9z, fma(w0.y, x9y, fma(w0.x, x9x, (*acc)[9]))));
     (*acc)[25] = fma(w1.w, x9w, fma(w1.z, x9z, fma(w1.y, x9y, fma(w1.x, x9x, (*acc)[25]))));
+    (*acc)[41] = fma(w2.w, x9w, fma(w2.z, x9z, fma(w2.y, x9y, fma(w2.x, x9x, (*acc)[41]))));
+    (*acc)[57] = fma(w3.w, x9w, fma(w3.z, x9z, fma(w3.y, x9y, fma(w3.x, x9x, (*acc)[57]))));
     let x10x = subgroupBroadcast(g1.x, 2u);
     let x10y = subgroupBroadcast(g1.y, 2u);
     let x10z = subgroupBroadcast(g1.z, 2u);
     let x10w = subgroupBroadcast(g1.w, 2u);
     (*acc)[10] = fma(w0.w, x10w, fma(w0.z, x10z, fma(w0.y, x10y, fma(w0.x, x10x, (*acc)[10]))));
     (*acc)[26] = fma(w1.w, x10w, fma(w1.z, x10z, fma(w1.y, x10y, fma(w1.x, x10x, (*acc)[26]))));
+    (*acc)[42] = fma(w2.w, x10w, fma(w2.z, x10z, fma(w2.y, x10y, fma(w2.x, x10x, (*acc)[42]))));
+    (*acc)[58] = fma(w3.w, x10w, fma(w3.z, x10z, fma(w3.y, x10y, fma(w3.x, x10x, (*acc)[58]))));
     let x11x = subgroupBroadcast(g1.x, 3u);
     let x11y = subgroupBroadcast(g1.y, 3u);
     let x11z = subgroupBroadcast(g1.z, 3u);
     let x11w = subgroupBroadcast(g1.w, 3u);
     (*acc)[11] = fma(w0.w, x11w, fma(w0.z, x11z, fma(w0.y, x11y, fma(w0.x, x11x, (*acc)[11]))));
     (*acc)[27] = fma(w1.w, x11w, fma(w1.z, x11z, fma(w1.y, x11y, fma(w1.x, x11x, (*acc)[27]))));
+    (*acc)[43] = fma(w2.w, x11w, fma(w2.z, x11z, fma(w2.y, x11y, fma(w2.x, x11x, (*acc)[43]))));
+    (*acc)[59] = fma(w3.w, x11w, fma(w3.z, x11z, fma(w3.y, x11y, fma(w3.x, x11x, (*acc)[59]))));
     let x12x = subgroupBroadcast(g1.x, 4u);
     let x12y = subgroupBroadcast(g1.y, 4u);
     let x12z = subgroupBroadcast(g1.z, 4u);
     let x12w = subgroupBroadcast(g1.w, 4u);
     (*acc)[12] = fma(w0.w, x12w, fma(w0.z, x12z, fma(w0.y, x12y, fma(w0.x, x12x, (*acc)[12]))));
     (*acc)[28] = fma(w1.w, x12w, fma(w1.z, x12z, fma(w1.y, x12y, fma(w1.x, x12x, (*acc)[28]))));
+    (*acc)[44] = fma(w2.w, x12w, fma(w2.z, x12z, fma(w2.y, x12y, fma(w2.x, x12x, (*acc)[44]))));
+    (*acc)[60] = fma(w3.w, x12w, fma(w3.z, x12z, fma(w3.y, x12y, fma(w3.x, x12x, (*acc)[60]))));
     let x13x = subgroupBroadcast(g1.x, 5u);
     let x13y = subgroupBroadcast(g1.y, 5u);
     let x13z = subgroupBroadcast(g1.z, 5u);
     let x13w = subgroupBroadcast(g1.w, 5u);
     (*acc)[13] = fma(w0.w, x13w, fma(w0.z, x13z, fma(w0.y, x13y, fma(w0.x, x13x, (*acc)[13]))));
     (*acc)[29] = fma(w1.w, x13w, fma(w1.z, x13z, fma(w1.y, x13y, fma(w1.x, x13x, (*acc)[29]))));
+    (*acc)[45] = fma(w2.w, x13w, fma(w2.z, x13z, fma(w2.y, x13y, fma(w2.x, x13x, (*acc)[45]))));
+    (*acc)[61] = fma(w3.w, x13w, fma(w3.z, x13z, fma(w3.y, x13y, fma(w3.x, x13x, (*acc)[61]))));
     let x14x = subgroupBroadcast(g1.x, 6u);
     let x14y = subgroupBroadcast(g1.y, 6u);
     let x14z = subgroupBroadcast(g1.z, 6u);
     let x14w = subgroupBroadcast(g1.w, 6u);
     (*acc)[14] = fma(w0.w, x14w, fma(w0.z, x14z, fma(w0.y, x14y, fma(w0.x, x14x, (*acc)[14]))));
     (*acc)[30] = fma(w1.w, x14w, fma(w1.z, x14z, fma(w1.y, x14y, fma(w1.x, x14x, (*acc)[30]))));
+    (*acc)[46] = fma(w2.w, x14w, fma(w2.z, x14z, fma(w2.y, x14y, fma(w2.x, x14x, (*acc)[46]))));
+    (*acc)[62] = fma(w3.w, x14w, fma(w3.z, x14z, fma(w3.y, x14y, fma(w3.x, x14x, (*acc)[62]))));
     let x15x = subgroupBroadcast(g1.x, 7u);
     let x15y = subgroupBroadcast(g1.y, 7u);
     let x15z = subgroupBroadcast(g1.z, 7u);
     let x15w = subgroupBroadcast(g1.w, 7u);
     (*acc)[15] = fma(w0.w, x15w, fma(w0.z, x15z, fma(w0.y, x15y, fma(w0.x, x15x, (*acc)[15]))));
     (*acc)[31] = fma(w1.w, x15w, fma(w1.z, x15z, fma(w1.y, x15y, fma(w1.x, x15x, (*acc)[31]))));
+    (*acc)[47] = fma(w2.w, x15w, fma(w2.z, x15z, fma(w2.y, x15y, fma(w2.x, x15x, (*acc)[47]))));
+    (*acc)[63] = fma(w3.w, x15w, fma(w3.z, x15z, fma(w3.y, x15y, fma(w3.x, x15x, (*acc)[63]))));
 }
 
-fn finish4(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
+fn finish4(lane: i32, pbk: i32, jt: i32, acc: array<f32, 64>, add: bool) {
     let q0 = p.band * p.pb + pbk * 16;
     let last = p.ht * p.wt;
-    let j0 = 2 * jt + 0;
+    let j0 = 4 * jt + 0;
     let ct0 = p.group * p.gsize + j0 * 8 + lane;
     if (j0 * 8 + lane < p.gsize && ct0 < p.ct) {
         let base = (p.n * p.ct + ct0) * p.out_h * p.out_w;
@@ -545,7 +578,7 @@ fn finish4(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
         if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[8], acc[9], acc[10], acc[11]), add); }
         if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[12], acc[13], acc[14], acc[15]), add); }
     }
-    let j1 = 2 * jt + 1;
+    let j1 = 4 * jt + 1;
     let ct1 = p.group * p.gsize + j1 * 8 + lane;
     if (j1 * 8 + lane < p.gsize && ct1 < p.ct) {
         let base = (p.n * p.ct + ct1) * p.out_h * p.out_w;
@@ -555,12 +588,32 @@ fn finish4(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
         if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[24], acc[25], acc[26], acc[27]), add); }
         if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[28], acc[29], acc[30], acc[31]), add); }
     }
+    let j2 = 4 * jt + 2;
+    let ct2 = p.group * p.gsize + j2 * 8 + lane;
+    if (j2 * 8 + lane < p.gsize && ct2 < p.ct) {
+        let base = (p.n * p.ct + ct2) * p.out_h * p.out_w;
+        let a = (base + q0) / 4;
+        if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[32], acc[33], acc[34], acc[35]), add); }
+        if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[36], acc[37], acc[38], acc[39]), add); }
+        if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[40], acc[41], acc[42], acc[43]), add); }
+        if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[44], acc[45], acc[46], acc[47]), add); }
+    }
+    let j3 = 4 * jt + 3;
+    let ct3 = p.group * p.gsize + j3 * 8 + lane;
+    if (j3 * 8 + lane < p.gsize && ct3 < p.ct) {
+        let base = (p.n * p.ct + ct3) * p.out_h * p.out_w;
+        let a = (base + q0) / 4;
+        if (q0 + 0 < last) { put4(a + 0, vec4<f32>(acc[48], acc[49], acc[50], acc[51]), add); }
+        if (q0 + 4 < last) { put4(a + 1, vec4<f32>(acc[52], acc[53], acc[54], acc[55]), add); }
+        if (q0 + 8 < last) { put4(a + 2, vec4<f32>(acc[56], acc[57], acc[58], acc[59]), add); }
+        if (q0 + 12 < last) { put4(a + 3, vec4<f32>(acc[60], acc[61], acc[62], acc[63]), add); }
+    }
 }
 
-fn finish1(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
+fn finish1(lane: i32, pbk: i32, jt: i32, acc: array<f32, 64>, add: bool) {
     let q0 = p.band * p.pb + pbk * 16;
     let last = p.ht * p.wt;
-    let j0 = 2 * jt + 0;
+    let j0 = 4 * jt + 0;
     let ct0 = p.group * p.gsize + j0 * 8 + lane;
     if (j0 * 8 + lane < p.gsize && ct0 < p.ct) {
         let base = (p.n * p.ct + ct0) * p.out_h * p.out_w;
@@ -581,7 +634,7 @@ fn finish1(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
         if (q0 + 14 < last) { put(base, q0 + 14, acc[14], add); }
         if (q0 + 15 < last) { put(base, q0 + 15, acc[15], add); }
     }
-    let j1 = 2 * jt + 1;
+    let j1 = 4 * jt + 1;
     let ct1 = p.group * p.gsize + j1 * 8 + lane;
     if (j1 * 8 + lane < p.gsize && ct1 < p.ct) {
         let base = (p.n * p.ct + ct1) * p.out_h * p.out_w;
@@ -601,6 +654,48 @@ fn finish1(lane: i32, pbk: i32, jt: i32, acc: array<f32, 32>, add: bool) {
         if (q0 + 13 < last) { put(base, q0 + 13, acc[29], add); }
         if (q0 + 14 < last) { put(base, q0 + 14, acc[30], add); }
         if (q0 + 15 < last) { put(base, q0 + 15, acc[31], add); }
+    }
+    let j2 = 4 * jt + 2;
+    let ct2 = p.group * p.gsize + j2 * 8 + lane;
+    if (j2 * 8 + lane < p.gsize && ct2 < p.ct) {
+        let base = (p.n * p.ct + ct2) * p.out_h * p.out_w;
+        if (q0 + 0 < last) { put(base, q0 + 0, acc[32], add); }
+        if (q0 + 1 < last) { put(base, q0 + 1, acc[33], add); }
+        if (q0 + 2 < last) { put(base, q0 + 2, acc[34], add); }
+        if (q0 + 3 < last) { put(base, q0 + 3, acc[35], add); }
+        if (q0 + 4 < last) { put(base, q0 + 4, acc[36], add); }
+        if (q0 + 5 < last) { put(base, q0 + 5, acc[37], add); }
+        if (q0 + 6 < last) { put(base, q0 + 6, acc[38], add); }
+        if (q0 + 7 < last) { put(base, q0 + 7, acc[39], add); }
+        if (q0 + 8 < last) { put(base, q0 + 8, acc[40], add); }
+        if (q0 + 9 < last) { put(base, q0 + 9, acc[41], add); }
+        if (q0 + 10 < last) { put(base, q0 + 10, acc[42], add); }
+        if (q0 + 11 < last) { put(base, q0 + 11, acc[43], add); }
+        if (q0 + 12 < last) { put(base, q0 + 12, acc[44], add); }
+        if (q0 + 13 < last) { put(base, q0 + 13, acc[45], add); }
+        if (q0 + 14 < last) { put(base, q0 + 14, acc[46], add); }
+        if (q0 + 15 < last) { put(base, q0 + 15, acc[47], add); }
+    }
+    let j3 = 4 * jt + 3;
+    let ct3 = p.group * p.gsize + j3 * 8 + lane;
+    if (j3 * 8 + lane < p.gsize && ct3 < p.ct) {
+        let base = (p.n * p.ct + ct3) * p.out_h * p.out_w;
+        if (q0 + 0 < last) { put(base, q0 + 0, acc[48], add); }
+        if (q0 + 1 < last) { put(base, q0 + 1, acc[49], add); }
+        if (q0 + 2 < last) { put(base, q0 + 2, acc[50], add); }
+        if (q0 + 3 < last) { put(base, q0 + 3, acc[51], add); }
+        if (q0 + 4 < last) { put(base, q0 + 4, acc[52], add); }
+        if (q0 + 5 < last) { put(base, q0 + 5, acc[53], add); }
+        if (q0 + 6 < last) { put(base, q0 + 6, acc[54], add); }
+        if (q0 + 7 < last) { put(base, q0 + 7, acc[55], add); }
+        if (q0 + 8 < last) { put(base, q0 + 8, acc[56], add); }
+        if (q0 + 9 < last) { put(base, q0 + 9, acc[57], add); }
+        if (q0 + 10 < last) { put(base, q0 + 10, acc[58], add); }
+        if (q0 + 11 < last) { put(base, q0 + 11, acc[59], add); }
+        if (q0 + 12 < last) { put(base, q0 + 12, acc[60], add); }
+        if (q0 + 13 < last) { put(base, q0 + 13, acc[61], add); }
+        if (q0 + 14 < last) { put(base, q0 + 14, acc[62], add); }
+        if (q0 + 15 < last) { put(base, q0 + 15, acc[63], add); }
     }
 }
 
@@ -632,16 +727,20 @@ fn conv1x1_windows_k1(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -653,16 +752,20 @@ fn conv1x1_windows_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -674,22 +777,26 @@ fn conv1x1_windows_k2(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -701,22 +808,26 @@ fn conv1x1_windows_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -728,28 +839,32 @@ fn conv1x1_windows_k3(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -761,28 +876,32 @@ fn conv1x1_windows_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -794,34 +913,38 @@ fn conv1x1_windows_k4(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -833,34 +956,38 @@ fn conv1x1_windows_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -872,40 +999,44 @@ fn conv1x1_windows_k5(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -917,40 +1048,44 @@ fn conv1x1_windows_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -962,46 +1097,50 @@ fn conv1x1_windows_k6(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -1013,46 +1152,50 @@ fn conv1x1_windows_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -1064,52 +1207,56 @@ fn conv1x1_windows_k7(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(w6.v[wl2 + c6 * 8]), win4(w6.v[wl3 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish1(lane, pbk, jt, acc, false);
@@ -1121,52 +1268,56 @@ fn conv1x1_windows_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(w6.v[wl2 + c6 * 8]), win4(w6.v[wl3 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish1(lane, pbk, jt, acc, true);
@@ -1178,16 +1329,20 @@ fn conv1x1_windows_v4_k1(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1199,16 +1354,20 @@ fn conv1x1_windows_v4_k1_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1220,22 +1379,26 @@ fn conv1x1_windows_v4_k2(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1247,22 +1410,26 @@ fn conv1x1_windows_v4_k2_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1274,28 +1441,32 @@ fn conv1x1_windows_v4_k3(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1307,28 +1478,32 @@ fn conv1x1_windows_v4_k3_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1340,34 +1515,38 @@ fn conv1x1_windows_v4_k4(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1379,34 +1558,38 @@ fn conv1x1_windows_v4_k4_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1418,40 +1601,44 @@ fn conv1x1_windows_v4_k5(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1463,40 +1650,44 @@ fn conv1x1_windows_v4_k5_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1508,46 +1699,50 @@ fn conv1x1_windows_v4_k6(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1559,46 +1754,50 @@ fn conv1x1_windows_v4_k6_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     finish4(lane, pbk, jt, acc, true);
@@ -1610,52 +1809,56 @@ fn conv1x1_windows_v4_k7(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(w6.v[wl2 + c6 * 8]), win4(w6.v[wl3 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish4(lane, pbk, jt, acc, false);
@@ -1667,52 +1870,56 @@ fn conv1x1_windows_v4_k7_acc(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = i32(lane_id);
     let pbk = i32(wg.x);
     let jt = i32(wg.y);
-    let b0 = start_value(2 * jt + 0, lane);
-    let b1 = start_value(2 * jt + 1, lane);
-    var acc = array<f32, 32>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1);
-    let wl0 = (2 * jt + 0) * (p.ck / 4) * 8 + lane;
-    let wl1 = (2 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let b0 = start_value(4 * jt + 0, lane);
+    let b1 = start_value(4 * jt + 1, lane);
+    let b2 = start_value(4 * jt + 2, lane);
+    let b3 = start_value(4 * jt + 3, lane);
+    var acc = array<f32, 64>(b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b1, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3, b3);
+    let wl0 = (4 * jt + 0) * (p.ck / 4) * 8 + lane;
+    let wl1 = (4 * jt + 1) * (p.ck / 4) * 8 + lane;
+    let wl2 = (4 * jt + 2) * (p.ck / 4) * 8 + lane;
+    let wl3 = (4 * jt + 3) * (p.ck / 4) * 8 + lane;
     let il = pbk * 16 + lane;
     var c0 = 0;
     loop {
         let ib = c0 * p.pb + il;
-        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
+        step(&acc, win4(w0.v[wl0 + c0 * 8]), win4(w0.v[wl1 + c0 * 8]), win4(w0.v[wl2 + c0 * 8]), win4(w0.v[wl3 + c0 * 8]), win4(in0.v[ib + 0]), win4(in0.v[ib + 8]));
         continuing { c0++; break if c0 >= p.count0; }
     }
     var c1 = 0;
     loop {
         let ib = c1 * p.pb + il;
-        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
+        step(&acc, win4(w1.v[wl0 + c1 * 8]), win4(w1.v[wl1 + c1 * 8]), win4(w1.v[wl2 + c1 * 8]), win4(w1.v[wl3 + c1 * 8]), win4(in1.v[ib + 0]), win4(in1.v[ib + 8]));
         continuing { c1++; break if c1 >= p.count1; }
     }
     var c2 = 0;
     loop {
         let ib = c2 * p.pb + il;
-        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
+        step(&acc, win4(w2.v[wl0 + c2 * 8]), win4(w2.v[wl1 + c2 * 8]), win4(w2.v[wl2 + c2 * 8]), win4(w2.v[wl3 + c2 * 8]), win4(in2.v[ib + 0]), win4(in2.v[ib + 8]));
         continuing { c2++; break if c2 >= p.count2; }
     }
     var c3 = 0;
     loop {
         let ib = c3 * p.pb + il;
-        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
+        step(&acc, win4(w3.v[wl0 + c3 * 8]), win4(w3.v[wl1 + c3 * 8]), win4(w3.v[wl2 + c3 * 8]), win4(w3.v[wl3 + c3 * 8]), win4(in3.v[ib + 0]), win4(in3.v[ib + 8]));
         continuing { c3++; break if c3 >= p.count3; }
     }
     var c4 = 0;
     loop {
         let ib = c4 * p.pb + il;
-        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
+        step(&acc, win4(w4.v[wl0 + c4 * 8]), win4(w4.v[wl1 + c4 * 8]), win4(w4.v[wl2 + c4 * 8]), win4(w4.v[wl3 + c4 * 8]), win4(in4.v[ib + 0]), win4(in4.v[ib + 8]));
         continuing { c4++; break if c4 >= p.count4; }
     }
     var c5 = 0;
     loop {
         let ib = c5 * p.pb + il;
-        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
+        step(&acc, win4(w5.v[wl0 + c5 * 8]), win4(w5.v[wl1 + c5 * 8]), win4(w5.v[wl2 + c5 * 8]), win4(w5.v[wl3 + c5 * 8]), win4(in5.v[ib + 0]), win4(in5.v[ib + 8]));
         continuing { c5++; break if c5 >= p.count5; }
     }
     var c6 = 0;
     loop {
         let ib = c6 * p.pb + il;
-        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
+        step(&acc, win4(w6.v[wl0 + c6 * 8]), win4(w6.v[wl1 + c6 * 8]), win4(w6.v[wl2 + c6 * 8]), win4(w6.v[wl3 + c6 * 8]), win4(in6.v[ib + 0]), win4(in6.v[ib + 8]));
         continuing { c6++; break if c6 >= p.count6; }
     }
     finish4(lane, pbk, jt, acc, true);

@@ -306,6 +306,17 @@ const CASES: &[Case] = &[
         bias: false,
     },
     Case {
+        // 520 target channels from 200: the weights take several groups of target channels,
+        // each a whole number of 8-channel blocks but not of a workgroup's 4 blocks, so the
+        // last workgroup of a group has lanes past its end.
+        name: "windows 1x1: target-channel groups of partial workgroups",
+        x: [1, 200, 7, 9],
+        cout: 520,
+        k: [1, 1],
+        cfg: cfg([1, 1], [0, 0], [1, 1], 1),
+        bias: true,
+    },
+    Case {
         name: "kernel = padded input",
         x: [1, 4, 3, 4],
         cout: 5,

@@ -104,7 +104,7 @@ const WINDOWS: usize = 7;
 /// Target pixels per workgroup (`PX`).
 const PX: usize = 16;
 /// Blocks of 8 target channels per workgroup (`CH`).
-const CH: usize = 2;
+const CH: usize = 4;
 /// A layer takes the fewest windows whose bands hold this many pixels and whose groups this
 /// many target channels (or all there are).
 const MIN_BAND: usize = 96;
