@@ -130,6 +130,12 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     argmax_out[i] = u32(best_i);
 }
 
+// Output element i of the one-thread-per-output kernels as (ow, oh, plane).
+fn out_cell(i: u32) -> vec3<u32> {
+    let t = i / p.out_w;
+    return vec3<u32>(i % p.out_w, t % p.out_h, t / p.out_h);
+}
+
 // The VGG case: 2x2 windows, stride 2, no padding, the input tiled exactly (in = 2 * out). One
 // thread per output, four loads in the generic kernel's order (rows, then columns; the first
 // maximum wins, a NaN wins), no loops: lavapipe runs a loop's body once more than it trips.
@@ -138,10 +144,10 @@ fn maxpool2d_forward_2x2(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }
-    let ow = i % p.out_w;
-    let t = i / p.out_w;
-    let oh = t % p.out_h;
-    let plane = t / p.out_h;
+    let cell = out_cell(i);
+    let ow = cell.x;
+    let oh = cell.y;
+    let plane = cell.z;
     let base = plane * p.in_h * p.in_w;
     let r0 = 2u * oh * p.in_w + 2u * ow;
     let r1 = r0 + p.in_w;
@@ -166,10 +172,10 @@ fn maxpool2d_backward_2x2(@builtin(global_invocation_id) gid: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }
-    let ow = i % p.out_w;
-    let t = i / p.out_w;
-    let oh = t % p.out_h;
-    let plane = t / p.out_h;
+    let cell = out_cell(i);
+    let ow = cell.x;
+    let oh = cell.y;
+    let plane = cell.z;
     let base = plane * p.in_h * p.in_w;
     let r0 = 2u * oh * p.in_w + 2u * ow;
     let r1 = r0 + p.in_w;
@@ -192,10 +198,10 @@ fn maxpool2d_backward_3x3s2(@builtin(global_invocation_id) gid: vec3<u32>,
                             @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }
-    let ow = i % p.out_w;
-    let t = i / p.out_w;
-    let oh = t % p.out_h;
-    let plane = t / p.out_h;
+    let cell = out_cell(i);
+    let ow = cell.x;
+    let oh = cell.y;
+    let plane = cell.z;
     let ibase = plane * p.in_h * p.in_w;
     // The four windows (oh, ow), (oh, ow + 1), (oh + 1, ow), (oh + 1, ow + 1); an absent one
     // names no cell.
@@ -368,10 +374,10 @@ fn adaptive_avgpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }
-    let ow = i % p.out_w;
-    let t = i / p.out_w;
-    let oh = t % p.out_h;
-    let plane = t / p.out_h;
+    let cell = out_cell(i);
+    let ow = cell.x;
+    let oh = cell.y;
+    let plane = cell.z;
     let h0 = adaptive_start(oh, p.out_h, p.in_h);
     let h1 = adaptive_end(oh, p.out_h, p.in_h);
     let w0 = adaptive_start(ow, p.out_w, p.in_w);

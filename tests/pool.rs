@@ -650,32 +650,42 @@ fn maxpool2d_backward_through_a_relu_matches_cpu_reference() {
     }
 }
 
+/// A max pool's forward (values and argmax exactly) and backward against the CPU references,
+/// the backward run by the kernel named `backward`; `xs` makes the input.
+fn max_forward_backward(
+    rng: &mut Rng,
+    shape: [usize; 4],
+    cfg: &MaxPool2dConfig,
+    xs: impl Fn(&mut Rng, usize) -> Vec<f32>,
+    backward: &str,
+    tol: f64,
+) {
+    let xs = xs(rng, numel(&shape));
+    let (y, am) = gpu_maxpool(shape, &xs, cfg);
+    let (y_ref, am_ref) = maxpool_ref(&xs, shape, cfg);
+    assert_same(&format!("maxpool y {shape:?}"), &y, &y_ref);
+    assert_eq!(am, am_ref, "maxpool argmax {shape:?}");
+    let out = max_out_shape(shape, cfg);
+    let dys = rng.vec(numel(&out), -1.0, 1.0);
+    let am = Tensor::from_u32(ctx(), &out, &am_ref).unwrap();
+    let dx = poisoned(&shape);
+    let d = maxpool2d_backward(ctx(), &dx, &upload(&out, &dys), &am, cfg, false).unwrap();
+    assert_eq!(d.kernel().entry, backward, "{shape:?}");
+    run(&[&d]);
+    let want = maxpool_backward_ref(&dys, &am_ref, shape, out);
+    let name = format!("maxpool backward {shape:?}");
+    assert_close(&name, &download(&dx), &want, tol, tol);
+}
+
 /// The 2x2 kernels (VGG's pool) on millions of outputs, odd and even widths, several planes,
-/// forward and backward.
+/// forward and backward (each input cell gets one window's gradient or 0: exact).
 #[test]
 fn maxpool2d_2x2_matches_cpu_reference_on_large_tensors() {
     let mut rng = Rng::new(15);
     let cfg = MaxPool2dConfig::new([2, 2]);
     for shape in [[1, 2, 2 * 1024, 2 * 2047], [2, 1, 2 * 2048, 2 * 1024]] {
-        let xs = rng.vec(numel(&shape), -1.0, 1.0);
-        let (y, am) = gpu_maxpool(shape, &xs, &cfg);
-        let (y_ref, am_ref) = maxpool_ref(&xs, shape, &cfg);
-        assert_same(&format!("maxpool y {shape:?}"), &y, &y_ref);
-        assert_eq!(am, am_ref, "maxpool argmax {shape:?}");
-        let out = max_out_shape(shape, &cfg);
-        let dys = rng.vec(numel(&out), -1.0, 1.0);
-        let am = Tensor::from_u32(ctx(), &out, &am_ref).unwrap();
-        let dx = poisoned(&shape);
-        let d = maxpool2d_backward(ctx(), &dx, &upload(&out, &dys), &am, &cfg, false).unwrap();
-        run(&[&d]);
-        let want = maxpool_backward_ref(&dys, &am_ref, shape, out);
-        assert_close(
-            &format!("maxpool backward {shape:?}"),
-            &download(&dx),
-            &want,
-            0.0,
-            0.0,
-        );
+        let xs = |rng: &mut Rng, n| rng.vec(n, -1.0, 1.0);
+        max_forward_backward(&mut rng, shape, &cfg, xs, "maxpool2d_backward_2x2", 0.0);
     }
 }
 
@@ -688,26 +698,8 @@ fn maxpool2d_3x3s2_matches_cpu_reference_at_resnet_size() {
         .with_stride([2, 2])
         .with_padding([1, 1]);
     for shape in [[1, 64, 112, 112], [2, 5, 57, 31]] {
-        let xs = tie_heavy(&mut rng, numel(&shape));
-        let (y, am) = gpu_maxpool(shape, &xs, &cfg);
-        let (y_ref, am_ref) = maxpool_ref(&xs, shape, &cfg);
-        assert_same(&format!("maxpool y {shape:?}"), &y, &y_ref);
-        assert_eq!(am, am_ref, "maxpool argmax {shape:?}");
-        let out = max_out_shape(shape, &cfg);
-        let dys = rng.vec(numel(&out), -1.0, 1.0);
-        let am = Tensor::from_u32(ctx(), &out, &am_ref).unwrap();
-        let dx = poisoned(&shape);
-        let d = maxpool2d_backward(ctx(), &dx, &upload(&out, &dys), &am, &cfg, false).unwrap();
-        assert_eq!(d.kernel().entry, "maxpool2d_backward_3x3s2");
-        run(&[&d]);
-        let want = maxpool_backward_ref(&dys, &am_ref, shape, out);
-        assert_close(
-            &format!("maxpool backward {shape:?}"),
-            &download(&dx),
-            &want,
-            1e-6,
-            1e-6,
-        );
+        let backward = "maxpool2d_backward_3x3s2";
+        max_forward_backward(&mut rng, shape, &cfg, tie_heavy, backward, 1e-6);
     }
 }
 

@@ -479,23 +479,17 @@ fn max_backward(
         }
     };
     let bindings = [(1, x), (4, dy), (5, dx), (6, argmax)];
-    if tiles_2x2(shape4(dx), out, cfg) {
+    // VGG's and ResNet's pools: one thread per output and its block of input cells.
+    let per_output = if tiles_2x2(shape4(dx), out, cfg) {
+        Some(MAX_BACKWARD_2X2)
+    } else if blocks_3x3s2(shape4(dx), out, cfg) {
+        Some(MAX_BACKWARD_3X3S2)
+    } else {
+        None
+    };
+    if let Some(kernel) = per_output {
         params.n = to_u32(OP, "outputs", dy.numel())?;
-        return ctx.dispatch(
-            MAX_BACKWARD_2X2,
-            &params,
-            &bindings,
-            ctx.grid_1d(dy.numel())?,
-        );
-    }
-    if blocks_3x3s2(shape4(dx), out, cfg) {
-        params.n = to_u32(OP, "outputs", dy.numel())?;
-        return ctx.dispatch(
-            MAX_BACKWARD_3X3S2,
-            &params,
-            &bindings,
-            ctx.grid_1d(dy.numel())?,
-        );
+        return ctx.dispatch(kernel, &params, &bindings, ctx.grid_1d(dy.numel())?);
     }
     ctx.dispatch(MAX_BACKWARD, &params, &bindings, ctx.grid_1d(dx.numel())?)
 }
