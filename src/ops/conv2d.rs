@@ -746,8 +746,8 @@ pub enum Conv2dPass {
 }
 
 /// Whether `ctx` can run [`Conv2dVariant::Windows`] at all (fixed 8-lane subgroups with the
-/// `SUBGROUP` feature, `SHADER_INT64`, 15 uniform bindings of 64 KiB); where it can, the shape rules of
-/// [`conv2d_variant_threads`] decide.
+/// `SUBGROUP` feature, `SHADER_INT64`, 15 uniform bindings of 64 KiB); where it can, the shape
+/// rules of [`conv2d_variant_threads`] decide.
 pub fn conv2d_windows_supported(ctx: &GpuContext) -> bool {
     windows::supported(ctx)
 }
