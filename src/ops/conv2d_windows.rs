@@ -174,10 +174,8 @@ const SOURCE_WINDOWS: usize = 2 * WINDOWS;
 /// subgroup operations enabled, 64-bit integers in shaders (the windows are read as u64
 /// pairs), and 15 uniform bindings of 64 KiB at 64 KiB-aligned offsets.
 pub(crate) fn supported(ctx: &GpuContext) -> bool {
-    ctx.device()
-        .features()
-        .contains(wgpu::Features::SHADER_INT64)
-        && windows::supported(ctx, UNIFORM_BINDINGS, WINDOW_BYTES)
+    let shaders = [Shader::Conv2dWindows, Shader::Conv1x1Windows];
+    windows::supported(ctx, &shaders, UNIFORM_BINDINGS, WINDOW_BYTES)
 }
 
 /// Geometry of one windowed correlation: source [n, cs, hs, ws] to target [n, ct, ht, wt].

@@ -68,10 +68,8 @@ const _: () = assert!(std::mem::size_of::<DenseParams>() == 80);
 /// 64-bit integers in shaders (the windows are read as u64 pairs) and 14 uniform bindings of
 /// 64 KiB, at offsets that are multiples of 8 KiB.
 pub(crate) fn supported(ctx: &GpuContext) -> bool {
-    ctx.device()
-        .features()
-        .contains(wgpu::Features::SHADER_INT64)
-        && windows::supported(ctx, 2 + VW as u32, (GROUP_ROWS * 32 * 4) as u64)
+    let step = (GROUP_ROWS * 32 * 4) as u64;
+    windows::supported(ctx, &[Shader::LinearWindows], 2 + VW as u32, step)
 }
 
 /// Sizes of one product t [n, rows] (+)= s [n, cols] · vᵀ.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::gpu::{Binding, Dispatch, GpuContext, Kernel, Launch, Tensor, WG};
+use crate::gpu::{Binding, Dispatch, GpuContext, Kernel, Launch, Shader, Tensor, WG};
 
 /// f32 values per window: 64 KiB, the uniform binding limit of lavapipe (and of WebGPU).
 pub(crate) const WINDOW_FLOATS: usize = 16384;
@@ -23,12 +23,23 @@ pub(crate) const MAX_PACK_BYTES: u64 = 128 << 20;
 /// Lanes per subgroup the kernels are written for.
 pub(crate) const LANES: usize = 8;
 
-/// Whether `ctx` runs window kernels that bind `uniform_bindings` uniform buffers at offsets
-/// that are multiples of `offset_step` bytes: fixed 8-lane subgroups with subgroup operations
-/// enabled, enough 64 KiB uniform bindings, offsets aligned.
-pub(crate) fn supported(ctx: &GpuContext, uniform_bindings: u32, offset_step: u64) -> bool {
+/// Whether `ctx` runs the window kernels of `shaders` that bind `uniform_bindings` uniform
+/// buffers at offsets that are multiples of `offset_step` bytes: the features those files need
+/// ([`Shader::required_features`]: 64-bit integers where windows are read as u64 pairs), fixed
+/// 8-lane subgroups with subgroup operations enabled, enough 64 KiB uniform bindings, offsets
+/// aligned.
+pub(crate) fn supported(
+    ctx: &GpuContext,
+    shaders: &[Shader],
+    uniform_bindings: u32,
+    offset_step: u64,
+) -> bool {
     let l = ctx.limits();
-    ctx.fixed_subgroup_size() == Some(LANES as u32)
+    let features = ctx.device().features();
+    shaders
+        .iter()
+        .all(|s| features.contains(s.required_features()))
+        && ctx.fixed_subgroup_size() == Some(LANES as u32)
         && l.max_uniform_buffers_per_shader_stage >= uniform_bindings
         && l.max_uniform_buffer_binding_size >= WINDOW_BYTES
         && offset_step.is_multiple_of(u64::from(l.min_uniform_buffer_offset_alignment.max(1)))
@@ -45,7 +56,12 @@ pub(crate) const ELEMENTWISE_WINDOWS: usize = 7;
 pub(crate) fn elementwise_supported(ctx: &GpuContext, numel: usize) -> bool {
     numel.is_multiple_of(4)
         && numel / 4 >= WINDOW_VEC4
-        && supported(ctx, 1 + 2 * ELEMENTWISE_WINDOWS as u32, WINDOW_BYTES)
+        && supported(
+            ctx,
+            &[Shader::Relu, Shader::Elementwise],
+            1 + 2 * ELEMENTWISE_WINDOWS as u32,
+            WINDOW_BYTES,
+        )
 }
 
 /// One dispatch of an elementwise `_windows` kernel over the whole windows of its operands,
