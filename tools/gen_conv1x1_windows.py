@@ -11,6 +11,8 @@ Constants must match src/ops/conv1x1_windows.rs.
 import pathlib
 import sys
 
+from windows_wgsl import WINDOW_U64
+
 K = 7          # window pairs: 1 + 2 * 7 = 15 uniform bindings
 LANES = 8
 CH = 4         # target-channel blocks per workgroup: lane l owns channels 8*h + l, h < CH
@@ -87,18 +89,7 @@ struct Px1Params {
     shift: array<vec4<i32>, 4>, // and where in window j its first channel starts (floats)
 }
 
-// A window's vec4<f32> are read as vec2<u64>: lavapipe gathers a uniform load lane by lane
-// and component by component, and two 64-bit components cost about 0.7 of four 32-bit ones
-// (a probe on Mesa 22.3). Needs SHADER_INT64; win4 puts the floats back, bit for bit.
-struct Window {
-    v: array<vec2<u64>, 4096>,
-}
-
-fn win4(x: vec2<u64>) -> vec4<f32> {
-    return vec4<f32>(bitcast<f32>(u32(x.x & 0xfffffffflu)), bitcast<f32>(u32(x.x >> 32u)),
-                     bitcast<f32>(u32(x.y & 0xfffffffflu)), bitcast<f32>(u32(x.y >> 32u)));
-}
-
+""" + WINDOW_U64 + """
 @group(0) @binding(0) var<uniform> p: Px1Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> t: array<f32>;

@@ -11,6 +11,8 @@ Constants must match src/ops/linear_windows.rs.
 import pathlib
 import sys
 
+from windows_wgsl import WINDOW_U64
+
 VW = 12        # weight windows per launch (+ 1 input window + params = 14 uniform bindings)
 LANES = 8
 NCS = (1, 4)   # images per launch of the two entry families
@@ -60,18 +62,7 @@ struct DenseParams {
     _p2: i32,
 }
 
-// Windows are read as vec2<u64> and turned back into vec4<f32> bit for bit (see
-// conv1x1_windows.wgsl): lavapipe gathers two 64-bit components for less than four 32-bit ones.
-// Needs SHADER_INT64.
-struct Window {
-    v: array<vec2<u64>, 4096>,
-}
-
-fn win4(x: vec2<u64>) -> vec4<f32> {
-    return vec4<f32>(bitcast<f32>(u32(x.x & 0xfffffffflu)), bitcast<f32>(u32(x.x >> 32u)),
-                     bitcast<f32>(u32(x.y & 0xfffffffflu)), bitcast<f32>(u32(x.y >> 32u)));
-}
-
+""" + WINDOW_U64 + """
 @group(0) @binding(0) var<uniform> p: DenseParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> t: array<f32>;
